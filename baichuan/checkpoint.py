@@ -1,0 +1,217 @@
+"""HF-style model directories in and out: the one place that defines their layout.
+
+Reads what Baichuan released, unchanged: `config.json` (either class name, either length key),
+sharded `pytorch_model-*.bin` + `pytorch_model.bin.index.json` (loaded with weights_only=True, never
+unpickled as code), or safetensors shards + `model.safetensors.index.json`, or a single file of
+either kind. Rotary `inv_freq` buffers found in Baichuan-7B files are ignored.
+
+Writes: `config.json`, `generation_config.json`, `model-0000i-of-0000n.safetensors` +
+`model.safetensors.index.json` with the released tensor names, and the tokenizer files. The
+directory appears complete or not at all (written beside, then renamed).
+
+Loading streams one shard at a time into a model built on the meta device and materialized on the
+target device, so host memory peaks near one shard plus the model, not two copies of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from baichuan.config import GenerationConfig, load_config, to_hf_dict
+from baichuan.errors import BaichuanError
+from baichuan.model import Baichuan, build
+
+SAFE_INDEX = "model.safetensors.index.json"
+BIN_INDEX = "pytorch_model.bin.index.json"
+SAFE_SINGLE = "model.safetensors"
+BIN_SINGLE = "pytorch_model.bin"
+IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+def is_model_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "config.json").is_file() and any(
+        (path / f).exists() for f in (SAFE_INDEX, BIN_INDEX, SAFE_SINGLE, BIN_SINGLE))
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The weight files of a model directory, in index order, every one checked to exist."""
+    for index_name in (SAFE_INDEX, BIN_INDEX):
+        index = model_dir / index_name
+        if index.exists():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise BaichuanError(f"{index}: not a valid shard index ({e!r})") from None
+            files = list(dict.fromkeys(weight_map.values()))
+            missing = [f for f in files if not (model_dir / f).exists()]
+            if missing:
+                raise BaichuanError(f"{model_dir / missing[0]}: shard listed in {index_name} is missing"
+                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            return [model_dir / f for f in files]
+    for single in (SAFE_SINGLE, BIN_SINGLE):
+        if (model_dir / single).exists():
+            return [model_dir / single]
+    raise BaichuanError(f"{model_dir}: no weights found (expected {SAFE_INDEX}, {BIN_INDEX}, "
+                        f"{SAFE_SINGLE} or {BIN_SINGLE})")
+
+
+def _iter_tensors(file: Path):
+    """(name, tensor) pairs of one shard, read lazily where the format allows."""
+    if file.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+        except SafetensorError as e:
+            raise BaichuanError(f"{file}: corrupt or truncated safetensors file ({e})") from None
+        return
+    try:  # mmap: tensors are paged in as they are copied, the shard is never held twice
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise BaichuanError(f"{file}: corrupt or truncated checkpoint ({e})") from None
+        state = _torch_load(file)  # legacy (non-zip) serialization cannot be memory-mapped
+    except Exception as e:  # noqa: BLE001 - pickle errors come in many types; all mean a bad file
+        raise BaichuanError(f"{file}: cannot be read as a weights-only PyTorch checkpoint ({e})") from None
+    if not isinstance(state, dict):
+        raise BaichuanError(f"{file}: expected a dict of tensors, got {type(state).__name__}")
+    yield from state.items()
+
+
+def _torch_load(file):
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise BaichuanError(f"{file}: corrupt or truncated checkpoint ({e})") from None
+
+
+def load_weights(model: Baichuan, model_dir: str | Path) -> None:
+    """Copy every tensor of `model_dir` into `model` (any device/dtype), shard by shard."""
+    model_dir = Path(model_dir)
+    params = dict(model.state_dict(keep_vars=True))
+    loaded = set()
+    for file in weight_files(model_dir):
+        for name, tensor in _iter_tensors(file):
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            if name not in params:
+                hint = " (a bitsandbytes-quantized release; load the bf16 model instead)" \
+                    if name.endswith((".quant_state", ".SCB")) or ".weight." in name else ""
+                raise BaichuanError(f"{file}: unexpected tensor {name!r}{hint}")
+            target = params[name]
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise BaichuanError(f"{file}: tensor {name!r} has shape {list(tensor.shape)}, "
+                                    f"but config.json implies {list(target.shape)}")
+            with torch.no_grad():
+                target.copy_(tensor)
+            loaded.add(name)
+    missing = [n for n in params if n not in loaded]
+    if missing:
+        raise BaichuanError(f"{model_dir}: {len(missing)} tensors missing from the checkpoint, "
+                            f"first: {missing[0]!r}")
+
+
+def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | None = None,
+                    **config_overrides) -> Baichuan:
+    """A model directory (ours or a Baichuan release) -> model in eval mode on `device`.
+
+    dtype defaults to bfloat16 on CUDA and float32 elsewhere. `config_overrides` change
+    non-shape fields, e.g. alibi="absolute" to reproduce the released bf16 numerics."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise BaichuanError(f"{model_dir}: not a directory")
+    cfg = load_config(model_dir)
+    cfg_json = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if "quantization_config" in cfg_json:
+        raise BaichuanError(f"{model_dir / 'config.json'}: field 'quantization_config' marks a "
+                            "bitsandbytes-quantized release, which cannot be loaded; load the bf16 model")
+    if config_overrides:
+        cfg = cfg.replace(**config_overrides)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = build(cfg, device=device, dtype=dtype, init=False)
+    load_weights(model, model_dir)
+    return model.eval()
+
+
+# -------------------------------------------------------------------------------------- writing
+
+def _shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
+    shards, current, size = [], [], 0
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if current and size + nbytes > max_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append(name)
+        size += nbytes
+    if current:
+        shards.append(current)
+    return shards
+
+
+def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
+                    generation_config: GenerationConfig | None = None, dtype: torch.dtype | None = None,
+                    max_shard_bytes: int = 2 * 1024 ** 3) -> Path:
+    """Write `model` as an HF-style Baichuan directory; returns its path.
+
+    The directory is assembled under a temporary name beside `out_dir` and renamed into place, so a
+    crash leaves either the old directory or the new one, never a half-written one."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
+        raise BaichuanError(f"{out_dir}: exists and is not a model directory; refusing to overwrite it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+        dtype = dtype or next(iter(state.values())).dtype
+        names = _shards(state, max_shard_bytes)
+        weight_map, total = {}, 0
+        for i, shard in enumerate(names, 1):
+            fname = f"model-{i:05d}-of-{len(names):05d}.safetensors"
+            tensors = {n: state[n].to(device="cpu", dtype=dtype).contiguous() for n in shard}
+            save_file(tensors, str(tmp / fname), metadata={"format": "pt"})
+            for n, t in tensors.items():
+                weight_map[n] = fname
+                total += t.numel() * t.element_size()
+            del tensors
+        _write_json(tmp / SAFE_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+        _write_json(tmp / "config.json", to_hf_dict(model.cfg, torch_dtype=str(dtype).removeprefix("torch.")))
+        gen = generation_config or GenerationConfig(pad_token_id=model.cfg.pad_token_id,
+                                                    bos_token_id=model.cfg.bos_token_id,
+                                                    eos_token_id=model.cfg.eos_token_id)
+        _write_json(tmp / "generation_config.json", gen.to_dict())
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    old = None
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+

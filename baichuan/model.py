@@ -1,0 +1,295 @@
+"""The Baichuan decoder, math only: Baichuan-7B, Baichuan-13B, Baichuan2-7B and Baichuan2-13B.
+
+One module tree whose parameter names are the released tensor names (spec §2), so a state dict
+moves between this model and a released checkpoint with no renaming:
+
+    model.embed_tokens.weight
+    model.layers.{i}.input_layernorm.weight
+    model.layers.{i}.self_attn.W_pack.weight        fused [Q;K;V], head-major rows
+    model.layers.{i}.self_attn.o_proj.weight
+    model.layers.{i}.post_attention_layernorm.weight
+    model.layers.{i}.mlp.{gate,up,down}_proj.weight
+    model.norm.weight
+    lm_head.weight                                  raw (un-normalized) rows for NormHead models
+
+No files, devices, parallelism or quantization here: those are applied from outside
+(`checkpoint.load_pretrained`, the training and inference stages). Build on the meta device and
+call `init_weights()`, the one place where parameters get values:
+
+    with torch.device("meta"):
+        model = Baichuan(cfg)
+    model.to_empty(device="cpu")
+    model.init_weights()
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from baichuan.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim))
+
+    def forward(self, x):
+        # Variance and scaling in fp32, cast back before the weight multiply: the released code
+        # and HF-LLaMA do the same, and it is what makes bf16 logits match theirs.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.to(x.dtype) * self.weight.to(x.dtype)
+
+
+# ------------------------------------------------------------------------------------ positions
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float):
+    """cos/sin for the HF-LLaMA "rotate_half" layout, fp32, shaped [B, 1, T, head_dim]."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device)
+                                .float() / head_dim))
+    freqs = positions[..., None].float() * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None]
+    return emb.cos(), emb.sin()
+
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x, cos, sin, fp32: bool):
+    if fp32:  # Baichuan2-7B: rotate in fp32, cast back (spec §3.2)
+        xf = x.float()
+        return (xf * cos + _rotate_half(xf) * sin).to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # Baichuan-7B / HF-LLaMA: in the activation dtype
+    return x * cos + _rotate_half(x) * sin
+
+
+def alibi_slopes(num_heads: int) -> list[float]:
+    """The released `_get_interleave` slopes: geometric from 2^(-8/n) for a power of two n; for
+    other n, the slopes of the largest power of two below n, then every other slope of 2n."""
+    def geometric(n):
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(num_heads).is_integer():
+        return geometric(num_heads)
+    below = 2 ** math.floor(math.log2(num_heads))
+    return geometric(below) + alibi_slopes(2 * below)[0::2][: num_heads - below]
+
+
+def alibi_bias(slopes: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, form: str, dtype):
+    """[1, H, T, S] additive bias in `dtype`. Computed in fp32 and cast once, as released.
+
+    "absolute": slope*k (the released eval bias; large values, lossy in bf16);
+    "relative": slope*(k-q) (equal up to a per-row constant that softmax ignores)."""
+    k = k_pos.float()[None, None, :]
+    dist = k if form == "absolute" else k - q_pos.float()[None, :, None]
+    return (slopes.float()[:, None, None] * dist)[None].to(dtype)
+
+
+def attention_mask(cfg: ModelConfig, T: int, past: int, key_mask, dtype, device):
+    """(attn_mask, is_causal) for SDPA, shared by all layers of one forward.
+
+    Query i (absolute slot past+i) sees keys j <= past+i that `key_mask` [B, past+T] keeps. A query
+    always sees itself, so padded queries never get an all-masked row (which would turn into NaN and
+    reach real tokens through the values).
+    """
+    S = past + T
+    if cfg.position == "rope" and key_mask is None and (past == 0 or T == 1):
+        return None, past == 0 and T > 1  # flash / efficient kernels: plain causal or no mask
+    q_pos = torch.arange(past, S, device=device)
+    k_pos = torch.arange(S, device=device)
+    allowed = (k_pos[None, :] <= q_pos[:, None])[None, None]  # [1, 1, T, S]
+    if key_mask is not None:
+        allowed = allowed & key_mask[:, None, None, :].bool()
+        allowed = allowed | (k_pos[None, :] == q_pos[:, None])[None, None]
+    if cfg.position == "rope":
+        return allowed, False
+    slopes = torch.tensor(alibi_slopes(cfg.num_heads), device=device)
+    bias = alibi_bias(slopes, q_pos, k_pos, cfg.alibi, dtype)
+    return bias.masked_fill(~allowed, float("-inf")), False
+
+
+# ------------------------------------------------------------------------------------- KV cache
+
+class KVCache:
+    """Pre-allocated keys and values for every layer, [layers, B, heads, max_len, head_dim].
+
+    `length` is the number of slots filled; the model writes the new keys at [length, length+T)
+    and advances it after the last layer."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        shape = (cfg.num_layers, batch_size, cfg.num_heads, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def update(self, layer: int, k, v):
+        start, end = self.length, self.length + k.shape[2]
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+# --------------------------------------------------------------------------------------- blocks
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.cfg, self.layer_idx = cfg, layer_idx
+        self.W_pack = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=False)
+        self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x, rope, mask, is_causal, cache: KVCache | None):
+        B, T, H = x.shape
+        q, k, v = self.W_pack(x).view(B, T, 3, self.cfg.num_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin, self.cfg.rope_fp32), apply_rope(k, cos, sin, self.cfg.rope_fp32)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, H))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg, layer_idx)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, rope, mask, is_causal, cache):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, is_causal, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class BaichuanModel(nn.Module):
+    """Embeddings, decoder blocks and the final norm: input ids -> last hidden states."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None):
+        cfg = self.cfg
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if cache is not None and past + T > cache.max_len:
+            raise ValueError(f"KV cache holds {cache.max_len} positions; {past} used + {T} new do not fit")
+        x = self.embed_tokens(input_ids)
+        rope = None
+        if cfg.position == "rope":
+            if position_ids is None:
+                position_ids = torch.arange(past, past + T, device=input_ids.device)[None]
+            rope = rope_tables(position_ids, cfg.head_dim, cfg.rope_theta)
+        mask, is_causal = attention_mask(cfg, T, past, key_mask, x.dtype, x.device)
+        for layer in self.layers:
+            x = layer(x, rope, mask, is_causal, cache)
+        if cache is not None:
+            cache.length = past + T
+        return self.norm(x)
+
+
+class NormHead(nn.Module):
+    """Baichuan 2's lm_head: logits = h @ normalize(W, rows)^T.
+
+    Training recomputes the normalization every step so gradients flow through it. Outside
+    training the rows are normalized once, in place, and used as they are (as released, spec §3.4);
+    checkpoints therefore hold raw rows until a model has run in eval mode. The weight's version
+    counter tells when it was changed (loaded, trained) and needs normalizing again."""
+
+    def __init__(self, hidden_size: int, vocab_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
+        self._normalized_version = None
+
+    def forward(self, x):
+        if self.training:
+            return F.linear(x, F.normalize(self.weight, dim=-1))
+        if self._normalized_version != self.weight._version:
+            with torch.no_grad():
+                self.weight.copy_(F.normalize(self.weight.float(), dim=-1).to(self.weight.dtype))
+            self._normalized_version = self.weight._version
+        return F.linear(x, self.weight)
+
+
+class Baichuan(nn.Module):
+    """Causal LM: `forward(input_ids) -> logits [B, T, vocab]`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = BaichuanModel(cfg)
+        self.lm_head = (NormHead(cfg.hidden_size, cfg.vocab_size) if cfg.norm_head
+                        else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False))
+
+    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None):
+        """input_ids [B, T]; position_ids [B, T] (RoPE; default past..past+T-1, pass them for
+        left-padded batches); key_mask [B, past+T] with False at padding; cache for decoding."""
+        return self.lm_head(self.model(input_ids, position_ids, key_mask, cache))
+
+    @torch.no_grad()
+    def init_weights(self):
+        """Every parameter's initial value, in one place: N(0, initializer_range) for matrices,
+        scaled by 1/sqrt(2*layers) for the two projections that write into the residual stream
+        (GPT-2/Megatron practice, keeps the residual variance flat with depth), 1 for norms."""
+        std = self.cfg.initializer_range
+        for name, p in self.named_parameters():
+            if p.ndim == 1:
+                nn.init.ones_(p)
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.num_layers))
+            else:
+                nn.init.normal_(p, 0.0, std)
+
+
+def lm_loss(logits, targets, z_loss_weight: float = 0.0, ignore_index: int = -100):
+    """Mean cross-entropy over the targets that are not `ignore_index` (targets aligned with logits,
+    i.e. already shifted), plus Baichuan 2's max-z loss: weight * mean over all positions of
+    (max logit)^2. A batch with no target at all gives a zero loss, not NaN."""
+    logits = logits.float()
+    flat_t = targets.reshape(-1)
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=ignore_index, reduction="sum")
+    loss = ce / (flat_t != ignore_index).sum().clamp(min=1)
+    if z_loss_weight:
+        loss = loss + z_loss_weight * logits.max(dim=-1).values.pow(2).mean()
+    return loss
+
+
+def build(cfg: ModelConfig, device="cpu", dtype=torch.float32, init: bool = True) -> Baichuan:
+    """A model on `device` in `dtype`, built on meta (no double allocation); initialized unless
+    `init=False` (the caller will load weights)."""
+    with torch.device("meta"):
+        model = Baichuan(cfg)
+    model.to(dtype=dtype)
+    model.to_empty(device=device)
+    if init:
+        model.init_weights()
+    return model
