@@ -247,19 +247,19 @@ def test_loading_streams_one_shard_at_a_time(tmp_path):
     save_pretrained(model, tmp_path / "m", max_shard_bytes=model_bytes // 8)
     del model
     script = textwrap.dedent(f"""
-        import resource, torch
         from baichuan.checkpoint import load_pretrained
+        from baichuan.config import preset
         from baichuan.model import build
-        from baichuan.config import load_config
-        x = build(load_config({str(tmp_path / 'm')!r}).replace(num_layers=1))  # warm up allocator and imports
-        del x
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        build(preset("tiny"))  # warm up imports and the allocator
+        def status(key):
+            return int(open("/proc/self/status").read().split(key + ":")[1].split()[0]) * 1024
+        open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+        base = status("VmRSS")
         m = load_pretrained({str(tmp_path / 'm')!r})
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(base, peak)
+        print(base, status("VmHWM"))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     base, peak = map(int, out.stdout.split())
     growth = peak - base
     print(f"load grew RSS by {growth / 1e6:.0f} MB for a {model_bytes / 1e6:.0f} MB model")
-    assert growth < 1.4 * model_bytes, (growth / 1e6, model_bytes / 1e6)
+    assert growth < 1.5 * model_bytes, (growth / 1e6, model_bytes / 1e6)
