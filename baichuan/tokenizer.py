@@ -22,12 +22,12 @@ from typing import Iterable, Iterator, Sequence
 import sentencepiece as spm
 from tqdm import tqdm
 
+from baichuan.config import ASSISTANT_TOKEN_ID, USER_TOKEN_ID
 from baichuan.errors import BaichuanError
 
 MODEL_FILE = "tokenizer.model"
 MODEL_MAX_LENGTH = 4096            # tokenizer_config.json of Baichuan-13B-Chat and Baichuan2-Chat
-USER_ID = 195                      # generation_config.json user_token_id (both generations)
-ASSISTANT_ID = 196                 # generation_config.json assistant_token_id
+USER_ID, ASSISTANT_ID = USER_TOKEN_ID, ASSISTANT_TOKEN_ID   # chat role ids, defined in config.py
 
 
 class Tokenizer:
@@ -90,9 +90,9 @@ class Tokenizer:
         # The models have no pad piece (SentencePiece pad_id is -1); HF config pads with <unk> = 0.
         return self.sp.unk_id()
 
-    def piece(self, id: int) -> str:
-        self._check_id(id)
-        return self.sp.id_to_piece(id)
+    def piece(self, token_id: int) -> str:
+        self._check_id(token_id)
+        return self.sp.id_to_piece(token_id)
 
     def id(self, piece: str) -> int:
         i = self.sp.piece_to_id(piece)
@@ -105,7 +105,7 @@ class Tokenizer:
         """(user, assistant) = (195, 196), after checking this vocabulary reserves them.
 
         Both released generations keep them as user-defined `<reserved_N>` pieces (N differs:
-        102/103 for Baichuan 1, 106/107 for Baichuan 2), so check the kind of piece, not its name.
+        102/103 for Baichuan 1, 106/107 for Baichuan 2), so check for a reserved piece, not a given N.
         """
         for i in (USER_ID, ASSISTANT_ID):
             if i >= self.vocab_size or not self.sp.id_to_piece(i).startswith("<reserved_"):
@@ -171,7 +171,8 @@ class Tokenizer:
         auto_map makes AutoTokenizer fail with a confusing import error instead of a clear one.
         """
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        if min(self.unk_id, self.bos_id, self.eos_id) < 0:
+            raise BaichuanError(f"{self.source}: has no <unk>/<s>/</s> piece, so there is no HF config to write")
 
         def token(piece: str, typed: bool) -> dict:
             d = {"__type": "AddedToken"} if typed else {}
@@ -192,9 +193,13 @@ class Tokenizer:
         }
         special = {"bos_token": token(bos, False), "eos_token": token(eos, False),
                    "unk_token": token(unk, False), "pad_token": token(unk, False)}
-        _atomic_write(out / MODEL_FILE, self.model_proto)
-        _atomic_write(out / "tokenizer_config.json", _json_bytes(config))
-        _atomic_write(out / "special_tokens_map.json", _json_bytes(special))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            _atomic_write(out / MODEL_FILE, self.model_proto)
+            _atomic_write(out / "tokenizer_config.json", _json_bytes(config))
+            _atomic_write(out / "special_tokens_map.json", _json_bytes(special))
+        except OSError as e:
+            raise BaichuanError(f"{out}: cannot write the tokenizer there ({e.strerror or e})") from None
         return out
 
 
@@ -261,7 +266,8 @@ def build_chat_input_v2(tok: Tokenizer, messages: list[dict], max_new_tokens: in
     History is kept newest round first: the latest round always, older ones while they fit in
     model_max_length - max_new_tokens - len(system); the result is left-truncated to that budget
     (which may cut into the system prompt, as released). Roles other than user/system get the
-    assistant id, as released.
+    assistant id, as released. max_new_tokens=0 is taken literally (the released code read 0 as
+    "use generation_config's 2048").
     """
     _check_messages(messages)
     max_input = model_max_length - max_new_tokens
@@ -298,7 +304,7 @@ def build_chat_input_v2(tok: Tokenizer, messages: list[dict], max_new_tokens: in
 
 def build_chat_input_v1(tok: Tokenizer, messages: list[dict], max_new_tokens: int = 2048,
                         model_max_length: int = MODEL_MAX_LENGTH, user_id: int = USER_ID,
-                        assistant_id: int = ASSISTANT_ID) -> list[int]:
+                        assistant_id: int = ASSISTANT_ID, eos_after_assistant: bool = False) -> list[int]:
     """Baichuan-13B-Chat `_build_chat_input` (Aug 2023 modeling_baichuan.py).
 
     Budget max(model_max_length // 2, model_max_length - max_new_tokens). Messages are walked
@@ -306,6 +312,11 @@ def build_chat_input_v1(tok: Tokenizer, messages: list[dict], max_new_tokens: in
     (newest) round is always taken, older ones while they fit, and the walk stops once the budget
     is reached. Assistant turns before the first user turn are therefore dropped, as released.
     Left-truncate to the budget, then append 196. Only 'user' and 'assistant' roles exist here.
+
+    eos_after_assistant=True gives the later revision of the same file (the one with
+    `_convert_to_baichuan_cache`), which puts EOS (2) after every past assistant reply; the early
+    one, the default here as in spec §5.1, has no EOS. Which one a Baichuan-13B-Chat checkpoint
+    was tuned on is not documented.
     """
     _check_messages(messages)
     for i, m in enumerate(messages):
@@ -320,7 +331,7 @@ def build_chat_input_v1(tok: Tokenizer, messages: list[dict], max_new_tokens: in
     for m in reversed(messages):
         content = tok.encode(m["content"])
         if m["role"] == "assistant":
-            pending = [assistant_id] + content + pending
+            pending = [assistant_id] + content + ([tok.eos_id] if eos_after_assistant else []) + pending
             continue
         rnd = [user_id] + content + pending
         if total and len(total) + len(rnd) > budget:
@@ -352,8 +363,8 @@ MAX_SENTENCE_BYTES = 16384     # SentencePiece silently skips longer sentences, 
 # Pieces that are always one token (user-defined symbols are matched in raw text before BPE and
 # never merged). Chosen for zh/en prose and code: full-width digits (Baichuan 2 does the same, as
 # identity normalization keeps them distinct from ASCII), the CJK punctuation that is otherwise
-# 3 bytes each, doubled 「……」「——」 (the standard Chinese ellipsis and dash), and a few markup
-# tokens Baichuan also reserved. ASCII operators are left to BPE: making "-" or "=" atomic would
+# 3 bytes each, the doubled "……" and "——" (the standard Chinese ellipsis and dash), a few markup
+# tokens Baichuan also reserved, and "\r". ASCII operators are left to BPE: making "-" or "=" atomic would
 # forbid merges such as "->", "==", "---".
 ATOMIC_PIECES = (
     tuple("０１２３４５６７８９")
@@ -375,6 +386,7 @@ def reserved_layout() -> list[str]:
     learned BPE pieces follow from id 389.
     """
     slots = ATOMIC_LAST_ID - ATOMIC_FIRST_ID + 1
+    assert ATOMIC_LAST_ID + 1 == RESERVED_FIRST + RESERVED_OFFSET
     assert len(ATOMIC_PIECES) <= slots and len(set(ATOMIC_PIECES)) == len(ATOMIC_PIECES)
     atomic = list(ATOMIC_PIECES) + [f"<unused_{k}>" for k in range(slots - len(ATOMIC_PIECES))]
     reserved = [f"<reserved_{n}>" for n in range(RESERVED_FIRST, RESERVED_LAST + 1)]
@@ -428,14 +440,18 @@ class _CorpusReader:
         total = sum(f.stat().st_size for f in self.files)
         with tqdm(total=total, unit="B", unit_scale=True, desc="tokenizer corpus", disable=not self.progress) as bar:
             for path in self.files:
+                unreported = 0      # bytes read but not yet shown: one bar update per MiB, not per line
                 with open(path, "rb") as fh:
                     for lineno, raw in enumerate(fh, 1):
-                        bar.update(len(raw))
+                        unreported += len(raw)
+                        if unreported >= 1 << 20:
+                            bar.update(unreported)
+                            unreported = 0
                         try:
                             line = raw.decode("utf-8")
                         except UnicodeDecodeError as e:
                             self.error = BaichuanError(
-                                f"{path}:{lineno}: not valid UTF-8 (byte {e.start + 1} of the line); "
+                                f"{path}: line {lineno} is not valid UTF-8 (byte {e.start + 1} of the line); "
                                 f"tokenizer training reads UTF-8 text only")
                             raise self.error from None
                         line = line.rstrip("\r\n")
@@ -446,6 +462,7 @@ class _CorpusReader:
                         for sent in _split_sentences(line, MAX_SENTENCE_BYTES):
                             self.sentences += 1
                             yield sent
+                bar.update(unreported)
 
 
 def train_tokenizer(files: Sequence[str | os.PathLike], out_dir: str | os.PathLike, vocab_size: int = 64000,

@@ -16,3 +16,31 @@ def assets(*parts) -> Path:
     if not path.exists():
         pytest.skip(f"Baichuan fixture {path} is absent (set BAICHUAN_ASSETS to its folder)")
     return path
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer(tmp_path_factory):
+    """A 3,000-piece tokenizer trained with our recipe on a slice of the bundled corpus."""
+    from baichuan import corpus
+    from baichuan.tokenizer import train_tokenizer
+    root = tmp_path_factory.mktemp("tok")
+    text = root / "train.txt"
+    with open(text, "w", encoding="utf-8") as f:
+        for lang, docs in (("zh", 40), ("en", 100)):
+            for i, t in enumerate(corpus.iter_texts(lang=lang, split="train")):
+                if i >= docs:
+                    break
+                f.write(t + "\n")
+    # 0.98 coverage: a 3,000-piece vocab cannot hold every character of 40 Tang-poetry documents
+    return train_tokenizer([text], root / "tokenizer", vocab_size=3000, character_coverage=0.98, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, small_tokenizer):
+    """A tiny random Baichuan model with the small tokenizer, saved as an HF-style directory."""
+    from baichuan.checkpoint import save_pretrained
+    from baichuan.config import preset
+    from baichuan.model import build
+    torch.manual_seed(0)
+    model = build(preset("tiny", vocab_size=small_tokenizer.vocab_size))
+    return save_pretrained(model, tmp_path_factory.mktemp("models") / "tiny", tokenizer=small_tokenizer)

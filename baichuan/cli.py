@@ -1,0 +1,268 @@
+"""The `baichuan` command: one subcommand per stage, each a thin call into the modules.
+
+    baichuan speedrun                       the main job on the bundled corpus
+    baichuan tokenizer train FILES... --out DIR [--vocab-size 64000]
+    baichuan tokenizer report [--tokenizer NAME=PATH ...]
+    baichuan generate MODEL "prompt"        one completion (streams)
+    baichuan chat MODEL                     multi-turn chat in the terminal
+    baichuan info MODEL                     what a model directory holds
+
+A user error prints one line `error: ...` and exits 1; `--debug` (or BAICHUAN_DEBUG=1) shows
+the traceback instead. Stages that are not built yet say so and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from baichuan.errors import BaichuanError
+
+NOT_BUILT = {
+    "data": "the data pipeline (clean, dedup, mix, shard)",
+    "train": "pretraining",
+    "sft": "supervised fine-tuning",
+    "dpo": "preference tuning",
+    "eval": "C-Eval / CMMLU / MMLU evaluation",
+    "quantize": "int8 / int4 quantization",
+    "serve": "the OpenAI-compatible server",
+    "index": "document indexing for search-augmented answers",
+    "ask": "search-augmented answers",
+}
+
+
+def _device(name: str | None) -> str:
+    import torch
+    if name:
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_model_and_tokenizer(path: str, device: str | None, dtype: str | None):
+    import torch
+
+    from baichuan.checkpoint import is_model_dir, load_pretrained
+    from baichuan.tokenizer import Tokenizer
+    if not Path(path).is_dir():
+        raise BaichuanError(f"{path}: no such model directory")
+    if not is_model_dir(path):
+        raise BaichuanError(f"{path}: not a model directory (needs config.json and weights)")
+    tok = Tokenizer.load(path)
+    model = load_pretrained(path, device=_device(device), dtype=getattr(torch, dtype) if dtype else None)
+    return model, tok
+
+
+def _sampling(args, model_dir: str):
+    from baichuan.config import load_generation_config
+    from baichuan.generate import SamplingParams
+    gen = load_generation_config(model_dir)
+    return SamplingParams.from_generation_config(
+        gen, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, stop=args.stop or None, seed=args.seed,
+        do_sample=False if args.greedy else None)
+
+
+def chat_template_for(tok) -> str:
+    """Baichuan-13B-Chat's builder for the Baichuan 1 tokenizer (role piece <reserved_102> at 195),
+    Baichuan 2's for everything else (Baichuan 2 and the tokenizers this package trains)."""
+    return "baichuan" if tok.piece(195) == "<reserved_102>" else "baichuan2"
+
+
+# -------------------------------------------------------------------------------- subcommands
+
+def cmd_generate(args) -> None:
+    from baichuan.generate import stream_text
+    model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
+    params = _sampling(args, args.model)
+    for piece in stream_text(model, tok, tok.encode(args.prompt), params):
+        print(piece, end="", flush=True)
+    print()
+
+
+def cmd_chat(args) -> None:
+    from baichuan.generate import stream_text
+    from baichuan.tokenizer import build_chat_input
+    model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
+    params = _sampling(args, args.model)
+    template = args.template or chat_template_for(tok)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"{model.cfg.describe()} | template {template} | /reset clears, /exit or Ctrl-D quits")
+    while True:
+        try:
+            line = input("user> " if interactive else "")
+        except EOFError:
+            break
+        if line.strip() in ("/exit", "/quit"):
+            break
+        if line.strip() == "/reset":
+            messages = messages[:1] if args.system else []
+            continue
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        ids = build_chat_input(tok, messages, template=template, max_new_tokens=params.max_new_tokens,
+                               model_max_length=model.cfg.max_len)
+        print("assistant> " if interactive else "", end="", flush=True)
+        reply = []
+        for piece in stream_text(model, tok, ids, params):
+            reply.append(piece)
+            print(piece, end="", flush=True)
+        print()
+        messages.append({"role": "assistant", "content": "".join(reply)})
+
+
+def cmd_info(args) -> None:
+    from baichuan.checkpoint import weight_files
+    from baichuan.config import load_config, load_generation_config
+    cfg = load_config(args.model)
+    files = weight_files(Path(args.model))
+    print(cfg.describe())
+    print(f"weights: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e9:.2f} GB")
+    print(f"generation defaults: {load_generation_config(args.model).to_dict()}")
+
+
+def cmd_tokenizer_train(args) -> None:
+    from baichuan.tokenizer import train_tokenizer
+    tok = train_tokenizer(args.files, args.out, vocab_size=args.vocab_size, normalization=args.normalization,
+                          input_sentence_size=args.input_sentence_size)
+    print(f"wrote {Path(args.out) / 'tokenizer.model'} ({tok.vocab_size} pieces)")
+
+
+def _named_paths(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise BaichuanError(f"--tokenizer expects NAME=PATH, got {spec!r}")
+        out[name] = path
+    return out
+
+
+def reference_tokenizers(assets: str | None) -> dict[str, str]:
+    """The released Baichuan tokenizers, if the user has them (BAICHUAN_ASSETS or --baichuan-assets)."""
+    root = assets or os.environ.get("BAICHUAN_ASSETS")
+    if not root:
+        return {}
+    found = {name: Path(root) / sub / "tokenizer.model"
+             for name, sub in (("baichuan1", "baichuan1"), ("baichuan2", "baichuan2"))}
+    return {k: str(v) for k, v in found.items() if v.exists()}
+
+
+def cmd_tokenizer_report(args) -> None:
+    import json
+
+    from baichuan import corpus
+    from baichuan.eval.tokenizer_report import compression_report, format_report
+    from baichuan.tokenizer import Tokenizer
+    specs = {**reference_tokenizers(args.baichuan_assets), **_named_paths(args.tokenizer or [])}
+    if not specs:
+        raise BaichuanError("no tokenizer to report on: pass --tokenizer NAME=PATH or --baichuan-assets DIR")
+    toks = {name: Tokenizer.load(path) for name, path in specs.items()}
+    texts = {lang: list(corpus.iter_texts(lang=lang, split="heldout")) for lang in ("zh", "en")}
+    rows = compression_report(toks, texts)
+    print(format_report(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def cmd_speedrun(args) -> None:
+    from baichuan.speedrun import run
+    run(out_dir=Path(args.out), preset_name=args.preset, vocab_size=args.vocab_size,
+        baichuan_assets=args.baichuan_assets, device=args.device)
+
+
+def cmd_not_built(args) -> None:
+    print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ------------------------------------------------------------------------------------- parser
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--greedy", action="store_true", help="argmax decoding (sampling off)")
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on CUDA, fp32 on CPU")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baichuan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("speedrun", help="the main job on the bundled corpus")
+    p.add_argument("--out", default="out/speedrun")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--vocab-size", type=int, default=16000)
+    p.add_argument("--baichuan-assets", help="folder with baichuan1/ and baichuan2/ tokenizer.model "
+                                             "to compare against (or set BAICHUAN_ASSETS)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_speedrun)
+
+    p = sub.add_parser("tokenizer", help="train or compare tokenizers")
+    tsub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
+    t = tsub.add_parser("train", help="SentencePiece BPE with Baichuan 2's recipe")
+    t.add_argument("files", nargs="+")
+    t.add_argument("--out", required=True)
+    t.add_argument("--vocab-size", type=int, default=64000)
+    t.add_argument("--normalization", choices=["identity", "nmt_nfkc"], default="identity")
+    t.add_argument("--input-sentence-size", type=int, default=10_000_000)
+    t.set_defaults(func=cmd_tokenizer_train)
+    t = tsub.add_parser("report", help="tokens/char and bytes/token on the held-out zh/en text")
+    t.add_argument("--tokenizer", action="append", help="NAME=PATH (repeatable)")
+    t.add_argument("--baichuan-assets")
+    t.add_argument("--json", help="also write the rows as JSON here")
+    t.set_defaults(func=cmd_tokenizer_report)
+
+    p = sub.add_parser("generate", help="complete a prompt")
+    p.add_argument("model")
+    p.add_argument("prompt")
+    _add_sampling(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="multi-turn chat in the terminal")
+    p.add_argument("model")
+    p.add_argument("--system", help="system text (Baichuan 2 template)")
+    p.add_argument("--template", choices=["baichuan", "baichuan2"], help="default: from the tokenizer")
+    _add_sampling(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("info", help="describe a model directory")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_info)
+
+    for name, what in NOT_BUILT.items():
+        sub.add_parser(name, help=f"{what} (not built yet)", add_help=False).set_defaults(func=cmd_not_built)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not cmd_not_built:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = args.debug or os.environ.get("BAICHUAN_DEBUG") == "1"
+    try:
+        args.func(args)
+    except BaichuanError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install baichuan into it (editable). `bash runs/setup.sh test` adds the test extras.
+#
+# torch: a CPU machine gets torch==2.13.0 (the CPU build). GPU users install the CUDA build that
+# matches their driver into .venv first, e.g.
+#   python3 -m venv .venv && .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu128
+# and this script keeps whatever torch is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
+fi
+extras=""
+[ "${1:-}" = "test" ] && extras="[test]"
+"${PIP[@]}" -e ".${extras}"

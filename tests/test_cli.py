@@ -1,0 +1,75 @@
+"""The `baichuan` command: every stage answers, bad input gets one clear line and a non-zero exit."""
+
+import subprocess
+import sys
+
+import pytest
+
+from baichuan.cli import NOT_BUILT, main
+
+
+def run(args, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        import io
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("stage", sorted(NOT_BUILT))
+def test_stages_not_built_say_so_and_exit_2(stage, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([stage, "whatever", "--flag"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not built yet" in err[0]
+
+
+def test_unknown_preset_is_one_line_without_traceback(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "baichuan.cli", "speedrun", "--preset", "nope", "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()]
+    assert "unknown preset 'nope'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "baichuan.cli", "--debug", "info", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_not_a_model_directory(tmp_path, capsys):
+    code, _, err = run(["generate", str(tmp_path), "hello"], capsys)
+    assert code == 1 and str(tmp_path) in err and "not a model directory" in err
+    code, _, err = run(["generate", str(tmp_path / "missing"), "hello"], capsys)
+    assert code == 1 and "no such model directory" in err
+
+
+def test_tokenizer_train_rejects_non_utf8_and_empty_text(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("第一行\n".encode() + b"second line \xff\xfe broken\n")
+    code, _, err = run(["tokenizer", "train", str(bad), "--out", str(tmp_path / "t"), "--vocab-size", "1000"], capsys)
+    assert code == 1 and "bad.txt" in err and "line 2" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    code, _, err = run(["tokenizer", "train", str(empty), "--out", str(tmp_path / "t")], capsys)
+    assert code == 1 and "empty.txt" in err
+    assert not (tmp_path / "t" / "tokenizer.model").exists()
+
+
+def test_generate_and_info_on_a_model_directory(tiny_model_dir, capsys):
+    code, out, _ = run(["generate", str(tiny_model_dir), "床前明月光，", "--max-new-tokens", "8", "--seed", "1"], capsys)
+    assert code == 0 and out.strip()
+    code2, out2, _ = run(["generate", str(tiny_model_dir), "床前明月光，", "--max-new-tokens", "8", "--seed", "1"], capsys)
+    assert out2 == out
+    code, out, _ = run(["info", str(tiny_model_dir)], capsys)
+    assert code == 0 and "rope" in out and "generation defaults" in out
+
+
+def test_chat_answers_each_turn(tiny_model_dir, capsys, monkeypatch):
+    code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "6", "--greedy"], capsys,
+                         stdin="你好\nhow are you?\n/exit\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2
