@@ -142,21 +142,11 @@ def _named_paths(specs: list[str]) -> dict[str, str]:
     return out
 
 
-def reference_tokenizers(assets: str | None) -> dict[str, str]:
-    """The released Baichuan tokenizers, if the user has them (BAICHUAN_ASSETS or --baichuan-assets)."""
-    root = assets or os.environ.get("BAICHUAN_ASSETS")
-    if not root:
-        return {}
-    found = {name: Path(root) / sub / "tokenizer.model"
-             for name, sub in (("baichuan1", "baichuan1"), ("baichuan2", "baichuan2"))}
-    return {k: str(v) for k, v in found.items() if v.exists()}
-
-
 def cmd_tokenizer_report(args) -> None:
     import json
 
     from baichuan import corpus
-    from baichuan.eval.tokenizer_report import compression_report, format_report
+    from baichuan.eval.tokenizer_report import compression_report, format_report, reference_tokenizers
     from baichuan.tokenizer import Tokenizer
     specs = {**reference_tokenizers(args.baichuan_assets), **_named_paths(args.tokenizer or [])}
     if not specs:

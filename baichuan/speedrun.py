@@ -26,9 +26,8 @@ def run(out_dir: Path, preset_name: str = "small", vocab_size: int = 16000, baic
 
     from baichuan import corpus
     from baichuan.checkpoint import load_pretrained, save_pretrained
-    from baichuan.cli import reference_tokenizers
     from baichuan.config import preset
-    from baichuan.eval.tokenizer_report import compression_report, format_report
+    from baichuan.eval.tokenizer_report import compression_report, format_report, reference_tokenizers
     from baichuan.generate import SamplingParams, generate
     from baichuan.model import build
     from baichuan.tokenizer import Tokenizer, train_tokenizer

@@ -8,6 +8,8 @@ languages (zh:en = 3:1 by default), the closest comparable figure we can compute
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from baichuan.errors import BaichuanError
@@ -71,3 +73,13 @@ def format_report(rows: Sequence[Mapping]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def reference_tokenizers(assets: str | None) -> dict[str, str]:
+    """The released Baichuan tokenizers, if the user has them (BAICHUAN_ASSETS or --baichuan-assets)."""
+    root = assets or os.environ.get("BAICHUAN_ASSETS")
+    if not root:
+        return {}
+    found = {name: Path(root) / sub / "tokenizer.model"
+             for name, sub in (("baichuan1", "baichuan1"), ("baichuan2", "baichuan2"))}
+    return {k: str(v) for k, v in found.items() if v.exists()}

@@ -1,0 +1,21 @@
+"""The main job runs end to end (the README's first command, minus the venv setup)."""
+
+import json
+
+from baichuan.checkpoint import load_pretrained
+from baichuan.speedrun import run
+from baichuan.tokenizer import Tokenizer
+
+
+def test_speedrun_end_to_end(tmp_path, capsys):
+    summary = run(out_dir=tmp_path, preset_name="tiny")
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    tok = Tokenizer.load(tmp_path / "model")
+    assert tok.vocab_size == 16000 and tok.chat_role_ids == (195, 196)
+    model = load_pretrained(tmp_path / "model")
+    assert model.cfg.vocab_size == 16000
+    rows = json.loads((tmp_path / "tokenizer_report.json").read_text())
+    assert {(r["tokenizer"], r["lang"]) for r in rows} >= {("ours", "zh"), ("ours", "en")}
+    assert all(0 < r["tokens_per_char"] < 2 for r in rows)
+    assert len(summary["samples"]) == 2
+    assert "done in" in capsys.readouterr().out
