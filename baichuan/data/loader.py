@@ -1,0 +1,122 @@
+"""The pretraining data loader over token shards: packed, seeded, rank-split and exactly resumable.
+
+Every shard is cut into windows of seq_len+1 tokens with stride seq_len (inputs and shifted
+targets; documents are packed back to back with their EOS, as Baichuan-7B's trainer does). An
+epoch visits every window once in a seeded order: shards shuffled, then windows within a shard.
+
+The loader walks one global sequence of windows; each step takes the next `batch_size *
+world_size` windows and rank r gets its contiguous slice. So the state is one integer (the global
+position) that is the same on every rank, and the windows a global batch holds do not depend on
+how it is split across ranks or micro-steps: 2 ranks x batch 4 see exactly what 1 rank x batch 8
+sees. Restoring refuses a state from other shards, another seed or another sequence length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from baichuan.data.shards import TokenShards
+from baichuan.errors import BaichuanError
+
+
+class TokenLoader:
+    def __init__(self, shards: TokenShards, seq_len: int, batch_size: int, rank: int = 0, world_size: int = 1,
+                 seed: int = 0):
+        if not 0 <= rank < world_size:
+            raise BaichuanError(f"rank {rank} is not in [0, {world_size})")
+        self.shards, self.seq_len, self.batch_size = shards, seq_len, batch_size
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.counts = np.array([max(0, (s["tokens"] - 1) // seq_len) for s in shards.manifest["shards"]])
+        self.total = int(self.counts.sum())
+        if self.total < batch_size * world_size:
+            raise BaichuanError(f"{shards.folder}: {shards.manifest['total_tokens']} tokens make {self.total} "
+                                f"windows of {seq_len + 1}; one global batch needs {batch_size * world_size}")
+        self.position = 0  # global window index, identical on every rank
+        self._maps: dict[int, np.ndarray] = {}
+        self._order = lru_cache(maxsize=64)(self._window_order)
+        self._layout = lru_cache(maxsize=4)(self._epoch_layout)
+
+    # -- order ------------------------------------------------------------------------------
+    def _epoch_layout(self, epoch: int):
+        rng = np.random.default_rng([self.seed, epoch])
+        shard_order = rng.permutation(len(self.counts))
+        bounds = np.concatenate([[0], np.cumsum(self.counts[shard_order])])
+        return shard_order, bounds
+
+    def _window_order(self, epoch: int, shard: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, shard]).permutation(int(self.counts[shard]))
+
+    def window(self, index: int) -> np.ndarray:
+        """Tokens [seq_len+1] of the global window `index` (any epoch)."""
+        epoch, pos = divmod(index, self.total)
+        shard_order, bounds = self._layout(epoch)
+        k = int(np.searchsorted(bounds, pos, side="right") - 1)
+        shard = int(shard_order[k])
+        w = int(self._order(epoch, shard)[pos - bounds[k]])
+        data = self._map(shard)
+        start = w * self.seq_len
+        return np.asarray(data[start:start + self.seq_len + 1], dtype=np.int64)
+
+    def _map(self, shard: int) -> np.ndarray:
+        if shard not in self._maps:
+            self._maps[shard] = self.shards.memmap(shard)
+        return self._maps[shard]
+
+    # -- iteration --------------------------------------------------------------------------
+    @property
+    def epoch(self) -> float:
+        return self.position / self.total
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's (inputs, targets), each [batch_size, seq_len] int64, of the next global batch."""
+        first = self.position + self.rank * self.batch_size
+        rows = np.stack([self.window(first + i) for i in range(self.batch_size)])
+        self.position += self.batch_size * self.world_size
+        t = torch.from_numpy(rows)
+        return t[:, :-1], t[:, 1:]
+
+    def __iter__(self):
+        while True:
+            yield self.next_batch()
+
+    # -- state ------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        shards = [(s["file"], s["tokens"], s.get("sha256")) for s in self.shards.manifest["shards"]]
+        return hashlib.sha256(json.dumps([shards, self.seq_len, self.seed]).encode()).hexdigest()[:16]
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "fingerprint": self.fingerprint(), "seq_len": self.seq_len,
+                "seed": self.seed, "global_batch": self.batch_size * self.world_size,
+                "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fingerprint") != self.fingerprint():
+            raise BaichuanError(
+                "data loader state is from other token shards, seed or sequence length "
+                f"(saved seq_len {state.get('seq_len')}, seed {state.get('seed')}; now {self.seq_len}, {self.seed})")
+        self.position = int(state["position"])
+
+
+def iter_eval_batches(shards: TokenShards, seq_len: int, batch_size: int, max_batches: int | None = None):
+    """Held-out batches in file order (no shuffling), for validation loss and bits per byte."""
+    batch = []
+    n = 0
+    for i in range(len(shards.files)):
+        data = shards.memmap(i)
+        for start in range(0, max(0, len(data) - 1) // seq_len * seq_len, seq_len):
+            batch.append(np.asarray(data[start:start + seq_len + 1], dtype=np.int64))
+            if len(batch) == batch_size:
+                t = torch.from_numpy(np.stack(batch))
+                yield t[:, :-1], t[:, 1:]
+                batch = []
+                n += 1
+                if max_batches is not None and n >= max_batches:
+                    return
+    if batch:
+        t = torch.from_numpy(np.stack(batch))
+        yield t[:, :-1], t[:, 1:]
