@@ -21,8 +21,6 @@ from pathlib import Path
 from baichuan.errors import BaichuanError
 
 NOT_BUILT = {
-    "data": "the data pipeline (clean, dedup, mix, shard)",
-    "train": "pretraining",
     "sft": "supervised fine-tuning",
     "dpo": "preference tuning",
     "eval": "C-Eval / CMMLU / MMLU evaluation",
@@ -165,6 +163,38 @@ def cmd_speedrun(args) -> None:
         baichuan_assets=args.baichuan_assets, device=args.device)
 
 
+def cmd_data_run(args) -> None:
+    from baichuan.data import pipeline
+    overrides = {"output": args.out, "tokenizer": args.tokenizer, "executor": args.executor, "workers": args.workers,
+                 "format": args.format}
+    if args.config:
+        cfg = pipeline.load_config(args.config, inputs=args.inputs or None, **overrides)
+    else:
+        if not args.inputs or not args.out:
+            raise BaichuanError("baichuan data run: give INPUTS and --out, or --config FILE")
+        raw = {"inputs": args.inputs, **{k: v for k, v in overrides.items() if v is not None}}
+        if args.text_field:
+            raw["read"] = {"text_field": args.text_field}
+        if args.no_dedup:
+            raw["dedup"] = None
+        cfg = pipeline.config_from_dict(raw, "command line")
+    report = pipeline.run(cfg)
+    print((Path(cfg.output) / "report.md").read_text(encoding="utf-8"))
+    if report["unbalanced"]:
+        raise BaichuanError(f"counts do not balance for {report['unbalanced']} (a bug; please report it)")
+
+
+def cmd_data_train_quality(args) -> None:
+    from baichuan.data.quality import train_quality_model
+    train_quality_model(args.positives, args.negatives, args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_train(args) -> None:
+    from baichuan.train.pretrain import config_from_args, train
+    train(config_from_args(args))
+
+
 def cmd_not_built(args) -> None:
     print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
     raise SystemExit(2)
@@ -213,6 +243,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--baichuan-assets")
     t.add_argument("--json", help="also write the rows as JSON here")
     t.set_defaults(func=cmd_tokenizer_report)
+
+    p = sub.add_parser("data", help="clean, deduplicate, mix and tokenize a corpus")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    d = dsub.add_parser("run", help="run the pipeline on files/folders (or a TOML config)")
+    d.add_argument("inputs", nargs="*", help="JSONL(.gz/.zst), parquet or .txt files, or folders of them")
+    d.add_argument("--config", help="TOML file with the pipeline settings (see docs/data.md)")
+    d.add_argument("--out", help="output folder")
+    d.add_argument("--tokenizer", help="tokenizer.model (or folder) to write token shards with")
+    d.add_argument("--executor", choices=["local", "pool", "ray"])
+    d.add_argument("--workers", type=int)
+    d.add_argument("--format", choices=["jsonl", "parquet"])
+    d.add_argument("--text-field")
+    d.add_argument("--no-dedup", action="store_true")
+    d.set_defaults(func=cmd_data_run)
+    d = dsub.add_parser("train-quality", help="train the quality scorer from good and bad examples")
+    d.add_argument("--positives", nargs="+", required=True)
+    d.add_argument("--negatives", nargs="+", required=True)
+    d.add_argument("--out", required=True)
+    d.set_defaults(func=cmd_data_train_quality)
+
+    p = sub.add_parser("train", help="pretrain (one process; use torchrun -m baichuan.train for many)")
+    from baichuan.train.pretrain import add_args as add_train_args
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="complete a prompt")
     p.add_argument("model")

@@ -44,3 +44,25 @@ def tiny_model_dir(tmp_path_factory, small_tokenizer):
     torch.manual_seed(0)
     model = build(preset("tiny", vocab_size=small_tokenizer.vocab_size))
     return save_pretrained(model, tmp_path_factory.mktemp("models") / "tiny", tokenizer=small_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokens(tmp_path_factory, small_tokenizer):
+    """Token shards (train and held-out) of a slice of the bundled corpus, with the small tokenizer."""
+    import numpy as np
+
+    from baichuan import corpus
+    from baichuan.data.shards import token_dtype, write_manifest, write_shard
+    root = tmp_path_factory.mktemp("tokens")
+    dtype = token_dtype(small_tokenizer.vocab_size)
+    for split, docs in (("train", 60), ("heldout", 10)):
+        (root / split).mkdir()
+        entries, nbytes = [], 0
+        for lang in ("zh", "en"):
+            texts = [t for _, t in zip(range(docs), corpus.iter_texts(lang=lang, split=split))]
+            nbytes += sum(len(t.encode()) for t in texts)
+            entries.append(write_shard(root / split / f"{lang}.bin", small_tokenizer.encode_batch(texts), dtype,
+                                       small_tokenizer.eos_id))
+        write_manifest(root / split, entries, dtype, small_tokenizer.eos_id, small_tokenizer.vocab_size,
+                       total_bytes=nbytes)
+    return root

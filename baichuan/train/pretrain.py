@@ -1,0 +1,439 @@
+"""Pretraining: the same loop on a laptop CPU, one GPU, or many nodes.
+
+    baichuan train --data out/data/tokens --preset small --steps 2000          # CPU or one GPU
+    torchrun --nproc_per_node=8 -m baichuan.train --data ... --preset 1b       # one node, FSDP2
+    torchrun --nnodes=4 --nproc_per_node=8 --rdzv-endpoint=HEAD:29500 -m baichuan.train ...
+
+Precision: fp32 master weights everywhere; compute in bf16 on GPUs that support it (autocast on
+one GPU, FSDP2's mixed-precision policy across several), fp32 on CPU. A run writes under --out:
+    checkpoints/step_*/   complete resumable state (state.py); `--resume auto` picks the latest
+    metrics.jsonl         one record per logged step and per validation
+    loss.png              the loss curve, with the unigram baseline
+    model/                the final model as an HF-style Baichuan directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from baichuan.config import ModelConfig, preset
+from baichuan.data.loader import TokenLoader, iter_eval_batches
+from baichuan.data.shards import TokenShards, open_shards
+from baichuan.errors import BaichuanError
+from baichuan.model import Baichuan, build, lm_loss
+from baichuan.train import state as train_state
+from baichuan.train.metrics import MetricsLog, peak_flops, plot_losses
+from baichuan.train.optim import build_optimizer, lr_at
+from baichuan.train.parallel import init_distributed, parallelize
+
+
+@dataclass
+class TrainConfig:
+    data: str                               # token shard folder (tokens.json) from `baichuan data`
+    out: str = "out/train"
+    preset: str = "small"
+    model: dict = field(default_factory=dict)   # ModelConfig overrides, e.g. {"num_layers": 4}
+    init_from: str | None = None            # an HF model directory to continue training from
+    tokenizer: str | None = None            # copied into the exported model directory
+    val_data: dict = field(default_factory=dict)  # name -> token shard folder, e.g. {"zh": ..., "en": ...}
+    seq_len: int = 512
+    batch_size: int = 8                     # sequences per rank per micro-step
+    grad_accum: int = 1
+    steps: int = 1000
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    schedule: str = "cosine"
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float = 1.0
+    z_loss_weight: float | None = None      # None: the model config's (Baichuan 2 report: 2e-4)
+    dtype: str = "auto"                     # "auto", "bfloat16" or "float32" for compute
+    compile: bool = False
+    activation_checkpointing: bool = False
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200
+    eval_batches: int = 20
+    ckpt_every: int = 500
+    keep: int = 3
+    resume: str = "auto"                    # "auto" (latest checkpoint under out), "never", or a path
+    spike_sigma: float = 6.0                # skip a step whose loss is this many std above the recent mean
+    max_skips: int = 10                     # consecutive skipped steps before the run stops
+    export: bool = True
+
+    def global_batch(self, world: int) -> int:
+        return self.batch_size * world * self.grad_accum
+
+
+def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
+    if cfg.init_from:
+        from baichuan.config import load_config
+        mc = load_config(cfg.init_from)
+    else:
+        mc = preset(cfg.preset, vocab_size=vocab_size)
+    mc = mc.replace(**cfg.model)
+    if cfg.z_loss_weight is not None:
+        mc = mc.replace(z_loss_weight=cfg.z_loss_weight)
+    if mc.vocab_size < vocab_size:
+        raise BaichuanError(f"model vocab_size {mc.vocab_size} < the token shards' vocab_size {vocab_size}")
+    return mc
+
+
+# ------------------------------------------------------------------------------- estimates
+
+def memory_estimate(mc: ModelConfig, cfg: TrainConfig, world: int, bytes_act: int) -> float:
+    """Bytes per rank: fp32 weights + grads + AdamW m, v (16 B/param, sharded by FSDP), activations
+    (~34*s*b*h per layer in 16-bit, Korthikanti et al. 2022; 2*s*b*h with checkpointing) and the
+    logits with their fp32 loss copy and gradient."""
+    params = mc.num_params() * 16 / world
+    sbh = cfg.seq_len * cfg.batch_size * mc.hidden_size
+    per_layer = (2 if cfg.activation_checkpointing else 34) * sbh * bytes_act / 2
+    logits = cfg.seq_len * cfg.batch_size * mc.vocab_size * (bytes_act + 4 + 4)
+    return params + mc.num_layers * per_layer + logits
+
+
+def available_memory(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
+def unigram_baseline(train: TokenShards, val: TokenShards, vocab_size: int) -> float:
+    """Cross-entropy (nats/token) of the validation tokens under the training unigram distribution
+    (add-one smoothed): the loss a model that ignores context would get."""
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for i in range(len(train.files)):
+        counts += np.bincount(np.asarray(train.memmap(i)), minlength=vocab_size)[:vocab_size]
+    logp = np.log(counts / counts.sum())
+    total, n = 0.0, 0
+    for i in range(len(val.files)):
+        v = np.asarray(val.memmap(i))
+        total -= logp[v].sum()
+        n += v.size
+    return total / max(n, 1)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def print0(*args, **kw):
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(*args, **kw, flush=True)
+
+
+def _all_mean(x: float, device) -> float:
+    if not dist.is_initialized():
+        return x
+    t = torch.tensor([x], device=device, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item() / dist.get_world_size()
+
+
+def _duration(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if cfg.dtype not in ("bfloat16", "float32"):
+        raise BaichuanError(f"dtype must be 'auto', 'bfloat16' or 'float32', got {cfg.dtype!r}")
+    return getattr(torch, cfg.dtype)
+
+
+def initial_state(mc: ModelConfig, cfg: TrainConfig) -> dict:
+    """The starting weights, built on the CPU from the seed (or loaded), identical on every rank
+    and for every world size: that is what lets 2 ranks reproduce 1 rank's losses."""
+    if cfg.init_from:
+        from baichuan.checkpoint import load_pretrained
+        return load_pretrained(cfg.init_from, device="cpu", dtype=torch.float32).state_dict()
+    torch.manual_seed(cfg.seed)
+    return build(mc, device="cpu").state_dict()
+
+
+def evaluate(model, val: dict[str, TokenShards], cfg: TrainConfig, amp) -> dict:
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for name, shards in val.items():
+            losses = []
+            for x, y in iter_eval_batches(shards, cfg.seq_len, cfg.batch_size, cfg.eval_batches):
+                with amp():
+                    losses.append(lm_loss(model(x.to(_device(model))), y.to(_device(model))).item())
+            loss = float(np.mean(losses)) if losses else float("nan")
+            m = shards.manifest
+            bpb = loss / math.log(2) * m["total_tokens"] / m["total_bytes"] if m.get("total_bytes") else None
+            out[name] = {"loss": loss, "bpb": bpb}
+    model.train()
+    return out
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+# -------------------------------------------------------------------------------------- run
+
+def train(cfg: TrainConfig) -> dict:
+    rank, world, device = init_distributed()
+    out = Path(cfg.out)
+    shards = open_shards(cfg.data)
+    val = {name: open_shards(path) for name, path in cfg.val_data.items()}
+    mc = model_config(cfg, shards.manifest["vocab_size"])
+    dtype = compute_dtype(cfg, device)
+    need, have = memory_estimate(mc, cfg, world, dtype.itemsize), available_memory(device)
+    if need > 0.9 * have:
+        raise BaichuanError(
+            f"{mc.describe()} with batch {cfg.batch_size} x {cfg.seq_len} needs about {need / 1e9:.1f} GB per "
+            f"rank; {device} has {have / 1e9:.1f} GB. Lower batch_size or seq_len, turn on "
+            f"activation_checkpointing, or add GPUs (FSDP shards the 16 B/param of weights and AdamW state)")
+    loader = TokenLoader(shards, cfg.seq_len, cfg.batch_size, rank, world, cfg.seed)
+
+    # model: fp32 master weights, identical start on every rank
+    init = initial_state(mc, cfg) if (rank == 0 or world == 1) else {}
+    if world > 1:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        with torch.device("meta"):
+            model = Baichuan(mc)
+        parallelize(model, world_size=world, compile=cfg.compile and device.type == "cuda",
+                    activation_checkpointing=cfg.activation_checkpointing,
+                    param_dtype=dtype if dtype != torch.float32 else None)
+        model.to_empty(device=device)
+        set_model_state_dict(model, init, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        amp_ctx = lambda: torch.autocast(device.type, enabled=False)  # noqa: E731 - FSDP casts the params
+    else:
+        model = build(mc, device=device, init=False)
+        model.load_state_dict(init)
+        parallelize(model, world_size=1, compile=cfg.compile and device.type == "cuda",
+                    activation_checkpointing=cfg.activation_checkpointing)
+        amp_ctx = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)  # noqa: E731
+    del init
+    model.train()
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
+
+    # resume
+    step, guard = 0, {"recent": [], "skips": 0, "skipped_steps": []}
+    ckpt_root = out / "checkpoints"
+    resume_from = train_state.latest(ckpt_root) if cfg.resume == "auto" else \
+        (None if cfg.resume == "never" else Path(cfg.resume))
+    fingerprint = _fingerprint(cfg, mc)
+    if resume_from is not None:
+        meta = train_state.read_meta(resume_from)
+        if meta["fingerprint"] != fingerprint:
+            raise BaichuanError(f"{resume_from}: the checkpoint is from another model or training config "
+                                f"({meta['fingerprint_fields']}); use --resume never or another --out")
+        if meta["global_batch"] != cfg.global_batch(world):
+            raise BaichuanError(f"{resume_from}: saved with global batch {meta['global_batch']} "
+                                f"({meta['world_size']} ranks); now {cfg.global_batch(world)} ({world} ranks). "
+                                f"Keep batch_size * ranks * grad_accum the same to reshard")
+        meta = train_state.load(resume_from, model, optimizer)
+        loader.load_state_dict(meta["loader"])
+        step, guard = meta["step"], meta["guard"]
+        print0(f"resumed from {resume_from} at step {step}"
+               + (f" (was {meta['world_size']} ranks, now {world}: resharded)" if meta["world_size"] != world else ""))
+
+    tokens_per_step = cfg.global_batch(world) * cfg.seq_len
+    flops_per_token = mc.flops_per_token(cfg.seq_len)
+    peak = peak_flops(device)
+    log = MetricsLog(out / "metrics.jsonl", enabled=rank == 0)
+    baseline = unigram_baseline(shards, next(iter(val.values())), shards.manifest["vocab_size"]) if val else None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    print0(f"model     {mc.describe()}\n"
+           f"          {mc.num_params(embeddings=False) / 1e6:,.1f}M non-embedding params, "
+           f"{flops_per_token / 1e9:.3f} GFLOP/token at seq {cfg.seq_len}\n"
+           f"data      {shards.manifest['total_tokens']:,} tokens in {len(shards.files)} shard(s); "
+           f"planned {cfg.steps * tokens_per_step:,} tokens = {cfg.steps * tokens_per_step / max(1, shards.manifest['total_tokens']):.2f} epochs\n"
+           f"batch     {cfg.batch_size} seq x {world} rank(s) x {cfg.grad_accum} accum = {cfg.global_batch(world)} seq "
+           f"= {tokens_per_step:,} tokens/step\n"
+           f"compute   {device.type} x {world}, {str(dtype).removeprefix('torch.')} compute, fp32 master weights, "
+           f"compile {cfg.compile and device.type == 'cuda'}, activation checkpointing {cfg.activation_checkpointing}\n"
+           f"memory    ~{need / 1e9:.2f} GB/rank estimated of {have / 1e9:.1f} GB"
+           + (f"\nbaseline  unigram validation loss {baseline:.4f}" if baseline is not None else "")
+           + ("" if peak else "\nMFU       not shown: no peak FLOP/s known for this device"))
+
+    t_start, t_last, step0, result = time.time(), time.time(), step, {}
+    while step < cfg.steps:
+        lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps, cfg.schedule, cfg.min_lr_ratio)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum = 0.0
+        for _ in range(cfg.grad_accum):
+            x, y = loader.next_batch()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with amp_ctx():
+                loss = lm_loss(model(x), y, mc.z_loss_weight)
+            (loss / cfg.grad_accum).backward()
+            loss_sum += loss.item()
+        loss_val = _all_mean(loss_sum / cfg.grad_accum, device)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        gnorm = float(gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm)
+        skip_reason = _guard(loss_val, gnorm, step, cfg, guard)
+        if skip_reason:
+            optimizer.zero_grad(set_to_none=True)
+            guard["skips"] += 1
+            guard["skipped_steps"].append(step)
+            print0(f"step {step + 1}: skipped ({skip_reason})")
+            if guard["skips"] > cfg.max_skips:
+                raise BaichuanError(f"training stopped at step {step + 1}: {guard['skips']} consecutive steps "
+                                    f"skipped, last because {skip_reason}; lower lr or check the data")
+        else:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            guard["skips"] = 0
+            guard["recent"] = (guard["recent"] + [loss_val])[-100:]
+        step += 1
+
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.time()
+            n_steps = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            dt = (now - t_last) / n_steps
+            t_last = now
+            tps = tokens_per_step / dt
+            mfu = tps * flops_per_token / (world * peak) if peak else None
+            eta = (cfg.steps - step) * (now - t_start) / max(1, step - step0)
+            print0(f"step {step:>6}/{cfg.steps} | loss {loss_val:.4f} | lr {lr:.2e} | gnorm {gnorm:.3f} | "
+                   f"{tps:,.0f} tok/s" + (f" | MFU {mfu * 100:.1f}%" if mfu else "") + f" | ETA {_duration(eta)}")
+            log.write(kind="train", step=step, loss=loss_val, lr=lr, grad_norm=gnorm, tokens_per_s=tps, mfu=mfu,
+                      tokens=step * tokens_per_step, time=now - t_start)
+        if val and (step % cfg.eval_every == 0 or step == cfg.steps):
+            ev = evaluate(model, val, cfg, amp_ctx)
+            print0("eval      " + " | ".join(f"{k} loss {v['loss']:.4f}" + (f" bpb {v['bpb']:.3f}" if v["bpb"] else "")
+                                             for k, v in ev.items()))
+            val_loss = float(np.mean([v["loss"] for v in ev.values()]))
+            log.write(kind="val", step=step, val_loss=val_loss, **{f"{k}_{m}": v[m] for k, v in ev.items() for m in v})
+            result["val"] = ev
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            meta = {"loader": loader.state_dict(), "guard": guard, "world_size": world,
+                    "global_batch": cfg.global_batch(world), "fingerprint": fingerprint,
+                    "fingerprint_fields": _fingerprint_fields(cfg, mc), "config": dataclasses.asdict(cfg)}
+            train_state.save(ckpt_root, step, model, optimizer, meta, cfg.keep)
+
+    result.update(steps=step, final_loss=loss_val if cfg.steps > step0 else None, baseline=baseline,
+                  skipped_steps=guard["skipped_steps"], seconds=time.time() - t_start)
+    if rank == 0:
+        plot_losses(log.records(), out / "loss.png", baseline)
+    if cfg.export:
+        result["model_dir"] = str(export(model, mc, out / "model", cfg.tokenizer, rank))
+    return result
+
+
+def _guard(loss: float, gnorm: float, step: int, cfg: TrainConfig, guard: dict) -> str | None:
+    """Why this step must not be applied, or None. NaN/inf always; a spike once there is history."""
+    if not math.isfinite(loss) or not math.isfinite(gnorm):
+        return f"loss {loss} / grad norm {gnorm} is not finite"
+    recent = guard["recent"]
+    if len(recent) >= 20 and step >= cfg.warmup:
+        mean, std = float(np.mean(recent)), float(np.std(recent)) + 1e-3
+        if loss > mean + cfg.spike_sigma * std:
+            return f"loss spike {loss:.4f} > mean {mean:.4f} + {cfg.spike_sigma} x std {std:.4f}"
+    return None
+
+
+def _fingerprint_fields(cfg: TrainConfig, mc: ModelConfig) -> dict:
+    """What must not change across a resume: the model shape and what defines the data order."""
+    return {"model": {k: v for k, v in dataclasses.asdict(mc).items() if k != "name"},
+            "seq_len": cfg.seq_len, "seed": cfg.seed, "data": str(Path(cfg.data).resolve())}
+
+
+def _fingerprint(cfg: TrainConfig, mc: ModelConfig) -> str:
+    import hashlib
+    return hashlib.sha256(json.dumps(_fingerprint_fields(cfg, mc), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def export(model, mc: ModelConfig, out_dir: Path, tokenizer: str | None, rank: int) -> Path:
+    """Write the model as an HF-style Baichuan directory (rank 0 gathers the full weights)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    from baichuan.checkpoint import save_pretrained
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        cpu_model = build(mc, device="cpu", init=False)
+        cpu_model.load_state_dict(full)
+        tok = None
+        if tokenizer:
+            from baichuan.tokenizer import Tokenizer
+            tok = Tokenizer.load(tokenizer)
+        save_pretrained(cpu_model.train(), out_dir, tokenizer=tok)
+        print0(f"exported  {out_dir}")
+    if dist.is_initialized():
+        dist.barrier()
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------- command
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML file with TrainConfig fields (command-line flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in ("model", "val_data", "betas"):
+            p.add_argument(flag, help="JSON")
+        elif f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            conv = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+            p.add_argument(flag, type=conv if "None" not in str(f.type) else _opt(conv))
+
+
+def _opt(conv):
+    return lambda s: None if s.lower() == "none" else conv(s)
+
+
+def config_from_args(args) -> TrainConfig:
+    import tomllib
+    raw = {}
+    if getattr(args, "config", None):
+        try:
+            raw = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BaichuanError(f"{args.config}: no such config file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise BaichuanError(f"{args.config}: invalid TOML ({e})") from None
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is None:
+            continue
+        if f.name in ("model", "val_data", "betas"):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError as e:
+                raise BaichuanError(f"--{f.name.replace('_', '-')}: not JSON ({e})") from None
+        raw[f.name] = v
+    unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise BaichuanError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    if "data" not in raw:
+        raise BaichuanError("training needs --data (a token shard folder from `baichuan data run`)")
+    return TrainConfig(**raw)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="baichuan.train", description="pretrain a Baichuan model")
+    add_args(p)
+    cfg = config_from_args(p.parse_args(argv))
+    try:
+        train(cfg)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,109 @@
+"""Pretraining on CPU: it learns, it exports, it resumes exactly after SIGKILL, 2 ranks equal 1."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from baichuan.checkpoint import load_pretrained
+from baichuan.errors import BaichuanError
+from baichuan.train.pretrain import TrainConfig, train
+
+TINY = {"num_layers": 2, "hidden_size": 64, "num_heads": 4, "intermediate_size": 128}
+
+
+def cfg(tokens, out, **kw):
+    base = dict(data=str(tokens / "train"), out=str(out), preset="tiny", model=TINY, seq_len=32, batch_size=4,
+                steps=12, lr=3e-3, warmup=2, log_every=1, eval_every=6, eval_batches=2, ckpt_every=6,
+                val_data={"heldout": str(tokens / "heldout")})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(out):
+    by_step = {}
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["kind"] == "train":
+            by_step[r["step"]] = r["loss"]  # after a resume the re-run steps overwrite
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def test_trains_logs_checkpoints_and_exports(tiny_tokens, tmp_path, capsys):
+    result = train(cfg(tiny_tokens, tmp_path, steps=30, eval_every=30))
+    out = capsys.readouterr().out
+    assert "baseline  unigram validation loss" in out and "tok/s" in out and "MFU       not shown" in out
+    ls = losses(tmp_path)
+    assert len(ls) == 30 and ls[-1] < ls[0] - 1.0
+    assert result["val"]["heldout"]["loss"] < result["baseline"]
+    assert result["val"]["heldout"]["bpb"] > 0
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000012", "step_00000018",
+                                                                             "step_00000024", "step_00000030"][-3:]
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    model = load_pretrained(tmp_path / "model")
+    assert model.cfg.num_layers == 2 and model.cfg.vocab_size == 3000
+
+
+def _run(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "baichuan.train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+
+
+def _args(tokens, out, steps=12):
+    return ["--data", str(tokens / "train"), "--out", str(out), "--preset", "tiny", "--model", json.dumps(TINY),
+            "--seq-len", "32", "--batch-size", "4", "--steps", str(steps), "--lr", "3e-3", "--warmup", "2",
+            "--log-every", "1", "--ckpt-every", "4", "--eval-every", "1000", "--no-export"]
+
+
+def test_resume_after_sigkill_gives_the_same_losses(tiny_tokens, tmp_path):
+    ref = _run(_args(tiny_tokens, tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    killed = _run(_args(tiny_tokens, tmp_path / "run"))
+    deadline = time.time() + 240
+    while not (tmp_path / "run" / "checkpoints" / "step_00000008").exists():
+        assert time.time() < deadline and killed.poll() is None, "no checkpoint appeared"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "run" / "checkpoints" / "step_00000012").exists()
+    resumed = _run(_args(tiny_tokens, tmp_path / "run"))
+    output = resumed.stdout.read()
+    assert resumed.wait(timeout=300) == 0, output
+    assert "resumed from" in output
+    assert losses(tmp_path / "run") == losses(tmp_path / "ref")
+
+
+def test_two_ranks_fsdp_match_one_rank(tiny_tokens, tmp_path):
+    one = _run(_args(tiny_tokens, tmp_path / "one", steps=6))
+    assert one.wait(timeout=300) == 0, one.stdout.read()
+    args = _args(tiny_tokens, tmp_path / "two", steps=6)
+    args[args.index("--batch-size") + 1] = "2"
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "baichuan.train", *args], capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(a) == len(b) == 6
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
+
+
+def test_incompatible_resume_is_refused(tiny_tokens, tmp_path):
+    train(cfg(tiny_tokens, tmp_path, steps=6, export=False))
+    with pytest.raises(BaichuanError, match="another model or training config"):
+        train(cfg(tiny_tokens, tmp_path, steps=8, model={**TINY, "num_layers": 3}, export=False))
+    with pytest.raises(BaichuanError, match="global batch"):
+        train(cfg(tiny_tokens, tmp_path, steps=8, batch_size=2, export=False))
+
+
+def test_a_config_that_does_not_fit_is_refused_before_allocating(tiny_tokens, tmp_path):
+    with pytest.raises(BaichuanError, match=r"needs about [\d.]+ GB per rank"):
+        train(cfg(tiny_tokens, tmp_path, preset="baichuan-13b", model={}, seq_len=4096, batch_size=64))
+
+
+def test_nan_loss_steps_are_skipped_and_a_run_of_them_stops_training(tiny_tokens, tmp_path, capsys):
+    with pytest.raises(BaichuanError, match="consecutive steps skipped"):
+        train(cfg(tiny_tokens, tmp_path, lr=1e30, max_skips=2, steps=20, export=False))
+    assert "skipped (loss" in capsys.readouterr().out
