@@ -49,7 +49,6 @@ def tiny_model_dir(tmp_path_factory, small_tokenizer):
 @pytest.fixture(scope="session")
 def tiny_tokens(tmp_path_factory, small_tokenizer):
     """Token shards (train and held-out) of a slice of the bundled corpus, with the small tokenizer."""
-    import numpy as np
 
     from baichuan import corpus
     from baichuan.data.shards import token_dtype, write_manifest, write_shard

@@ -154,3 +154,14 @@ def test_token_shards_round_trip_and_corruption(tmp_path):
         open_shards(tmp_path)
     with pytest.raises(BaichuanError, match="tokens.json: not found"):
         open_shards(tmp_path / "nowhere")
+
+
+def test_shard_writer_removes_parts_of_an_earlier_attempt(tmp_path):
+    with ShardWriter(tmp_path, "00001", max_bytes=100) as w:
+        for i in range(5):
+            w.write(Document(text="y" * 100, id=str(i)))
+    (tmp_path / ".00001-009.jsonl.gz.tmp-1").write_text("junk")
+    assert len(list(tmp_path.iterdir())) == 6
+    with ShardWriter(tmp_path, "00001", max_bytes=100) as w:
+        w.write(Document(text="z", id="only"))
+    assert [f.name for f in tmp_path.iterdir()] == ["00001-000.jsonl.gz"]

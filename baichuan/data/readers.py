@@ -73,6 +73,13 @@ def list_inputs(paths: list[str | Path]) -> list[Path]:
             raise BaichuanError(f"{p}: no such file or directory")
     if not out:
         raise BaichuanError(f"no input files under {', '.join(map(str, paths))}")
+    for suffixes, module in ((PARQUET_SUFFIXES, "pyarrow"), ((".zst",), "zstandard")):
+        needing = [f for f in out if f.name.endswith(suffixes)]
+        if needing:
+            try:
+                __import__(module)
+            except ImportError:
+                raise BaichuanError(f"{needing[0]}: reading it needs {module}: pip install 'baichuan[data]'") from None
     return out
 
 

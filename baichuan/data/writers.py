@@ -41,6 +41,11 @@ class ShardWriter:
             raise ValueError(f"format must be 'jsonl' or 'parquet', got {fmt!r}")
         self.folder, self.prefix, self.fmt, self.max_bytes = Path(folder), prefix, fmt, max_bytes
         self.folder.mkdir(parents=True, exist_ok=True)
+        # parts left by an interrupted or earlier attempt at this task: the task is redone whole
+        for stale in self.folder.glob(f"{prefix}-*"):
+            stale.unlink()
+        for stale in self.folder.glob(f".{prefix}-*"):
+            stale.unlink()
         self.done: list[Path] = []
         self._part = 0
         self._file = None
