@@ -159,8 +159,8 @@ def cmd_tokenizer_report(args) -> None:
 
 def cmd_speedrun(args) -> None:
     from baichuan.speedrun import run
-    run(out_dir=Path(args.out), preset_name=args.preset, vocab_size=args.vocab_size,
-        baichuan_assets=args.baichuan_assets, device=args.device)
+    run(out_dir=Path(args.out), profile=args.preset, baichuan_assets=args.baichuan_assets, workers=args.workers,
+        steps=args.steps)
 
 
 def cmd_data_run(args) -> None:
@@ -222,11 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("speedrun", help="the main job on the bundled corpus")
     p.add_argument("--out", default="out/speedrun")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--vocab-size", type=int, default=16000)
+    p.add_argument("--preset", default="cpu", help="cpu (2-core laptop, ~15 min) or gpu (~100M model on one GPU)")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--workers", type=int, default=2, help="data pipeline processes")
     p.add_argument("--baichuan-assets", help="folder with baichuan1/ and baichuan2/ tokenizer.model "
                                              "to compare against (or set BAICHUAN_ASSETS)")
-    p.add_argument("--device")
     p.set_defaults(func=cmd_speedrun)
 
     p = sub.add_parser("tokenizer", help="train or compare tokenizers")

@@ -31,7 +31,7 @@ def test_unknown_preset_is_one_line_without_traceback(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stderr.strip().splitlines() == [p.stderr.strip()]
-    assert "unknown preset 'nope'" in p.stderr and "Traceback" not in p.stderr
+    assert "unknown speedrun profile 'nope'" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):

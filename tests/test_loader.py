@@ -84,3 +84,24 @@ def test_eval_batches_cover_the_shards_in_order(shards):
     assert batches[0][0][0].tolist() == np.asarray(first[:16]).tolist()
     total = sum(x.shape[0] for x, _ in batches)
     assert total == sum((len(shards.memmap(i)) - 1) // 16 for i in range(3))
+
+
+def test_permute_is_a_bijection():
+    from baichuan.data.loader import permute
+    for n in (1, 2, 3, 7, 64, 1000, 4097):
+        out = [permute(i, n, (5, 1)) for i in range(n)]
+        assert sorted(out) == list(range(n))
+    assert [permute(i, 1000, (5, 1)) for i in range(20)] != [permute(i, 1000, (5, 2)) for i in range(20)]
+
+
+def test_sources_are_mixed_from_the_first_batch(shards):
+    """Every shard shows up early in proportion to its size (not one shard after another)."""
+    loader = TokenLoader(shards, 8, 1, seed=0)
+    first = [loader.window(i).tolist() for i in range(loader.total // 5)]
+    owner = {}
+    for k in range(len(shards.files)):
+        data = np.asarray(shards.memmap(k))
+        for w in range((len(data) - 1) // 8):
+            owner[tuple(data[w * 8:w * 8 + 9].tolist())] = k
+    share = np.bincount([owner[tuple(w)] for w in first], minlength=3) / len(first)
+    assert np.allclose(share, loader.counts / loader.total, atol=0.1), share

@@ -2,7 +2,9 @@
 
 Every shard is cut into windows of seq_len+1 tokens with stride seq_len (inputs and shifted
 targets; documents are packed back to back with their EOS, as Baichuan-7B's trainer does). An
-epoch visits every window once in a seeded order: shards shuffled, then windows within a shard.
+epoch visits every window of every shard once, in a seeded random order over all of them: a
+keyed Feistel permutation of the window indices, so sources are mixed from the first step and no
+permutation array is stored (a trillion-token corpus has ~10^8 windows).
 
 The loader walks one global sequence of windows; each step takes the next `batch_size *
 world_size` windows and rank r gets its contiguous slice. So the state is one integer (the global
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -36,31 +37,18 @@ class TokenLoader:
         if self.total < batch_size * world_size:
             raise BaichuanError(f"{shards.folder}: {shards.manifest['total_tokens']} tokens make {self.total} "
                                 f"windows of {seq_len + 1}; one global batch needs {batch_size * world_size}")
+        self.bounds = np.concatenate([[0], np.cumsum(self.counts)])
         self.position = 0  # global window index, identical on every rank
         self._maps: dict[int, np.ndarray] = {}
-        self._order = lru_cache(maxsize=64)(self._window_order)
-        self._layout = lru_cache(maxsize=4)(self._epoch_layout)
 
     # -- order ------------------------------------------------------------------------------
-    def _epoch_layout(self, epoch: int):
-        rng = np.random.default_rng([self.seed, epoch])
-        shard_order = rng.permutation(len(self.counts))
-        bounds = np.concatenate([[0], np.cumsum(self.counts[shard_order])])
-        return shard_order, bounds
-
-    def _window_order(self, epoch: int, shard: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, shard]).permutation(int(self.counts[shard]))
-
     def window(self, index: int) -> np.ndarray:
         """Tokens [seq_len+1] of the global window `index` (any epoch)."""
         epoch, pos = divmod(index, self.total)
-        shard_order, bounds = self._layout(epoch)
-        k = int(np.searchsorted(bounds, pos, side="right") - 1)
-        shard = int(shard_order[k])
-        w = int(self._order(epoch, shard)[pos - bounds[k]])
-        data = self._map(shard)
-        start = w * self.seq_len
-        return np.asarray(data[start:start + self.seq_len + 1], dtype=np.int64)
+        g = permute(pos, self.total, (self.seed, epoch))
+        shard = int(np.searchsorted(self.bounds, g, side="right") - 1)
+        start = (g - int(self.bounds[shard])) * self.seq_len
+        return np.asarray(self._map(shard)[start:start + self.seq_len + 1], dtype=np.int64)
 
     def _map(self, shard: int) -> np.ndarray:
         if shard not in self._maps:
@@ -100,6 +88,34 @@ class TokenLoader:
                 "data loader state is from other token shards, seed or sequence length "
                 f"(saved seq_len {state.get('seq_len')}, seed {state.get('seed')}; now {self.seq_len}, {self.seed})")
         self.position = int(state["position"])
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finalizer: a cheap, well-mixed 64-bit integer hash."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
+    return x ^ (x >> 31)
+
+
+def permute(i: int, n: int, key: tuple[int, ...], rounds: int = 4) -> int:
+    """A keyed bijection of [0, n): a balanced Feistel network on the smallest even number of bits
+    covering n, with cycle-walking to stay inside [0, n) (fewer than 4 walks on average)."""
+    bits = max(2, (n - 1).bit_length())
+    bits += bits % 2
+    half, mask = bits // 2, (1 << (bits // 2)) - 1
+    k = 0
+    for part in key:
+        k = _mix(k ^ (part + 0x9E3779B97F4A7C15) & _MASK64)
+    while True:
+        left, right = i >> half, i & mask
+        for r in range(rounds):
+            left, right = right, left ^ (_mix(right ^ _mix(k + r)) & mask)
+        i = (left << half) | right
+        if i < n:
+            return i
 
 
 def iter_eval_batches(shards: TokenShards, seq_len: int, batch_size: int, max_batches: int | None = None):
