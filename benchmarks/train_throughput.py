@@ -98,15 +98,15 @@ def main() -> None:
         torch.manual_seed(0)
         model = hf_model(cfg, device).train()
         opt = build_optimizer(model, 3e-4)
-        run = torch.compile(model) if compiled else model
+        forward = torch.compile(model) if compiled else model
 
-        def hf_step():
+        def hf_step(forward=forward):
             with amp():
-                logits = run(input_ids=inputs).logits
+                logits = forward(input_ids=inputs).logits
             return lm_loss(logits, targets)
         rows.append(bench(name, model, hf_step, opt, device, tokens, fpt, steps, warmup))
         print(rows[-1])
-        del model, opt, run
+        del model, opt, forward
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
