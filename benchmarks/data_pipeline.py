@@ -70,7 +70,7 @@ def main() -> None:
         from baichuan.tokenizer import train_tokenizer
         text = tmp / "tok.txt"
         text.write_text("\n".join(t for _, t in zip(range(1500), corpus.iter_texts())), encoding="utf-8")
-        train_tokenizer([text], tmp / "tok", vocab_size=8000, character_coverage=0.999, progress=False)
+        train_tokenizer([text], tmp / "tok", vocab_size=16000, progress=False)
         runs = [end_to_end(ex, args.workers, str(tmp / "tok"), tmp) for ex in ("local", "pool", "ray")]
         print("\n| executor | workers | MB | s | MB/s | MB/s per core |\n|---|---:|---:|---:|---:|---:|")
         for r in runs:

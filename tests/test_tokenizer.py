@@ -328,3 +328,10 @@ def test_long_lines_are_split_for_sentencepiece():
     parts = list(_split_sentences(blob, 1000))
     assert "".join(parts) == blob and {len(p) for p in parts[:-1]} == {333}
     assert list(_split_sentences("short", 1000)) == ["short"]
+
+
+def test_too_small_vocab_for_the_characters_says_what_to_change(tmp_path):
+    text = tmp_path / "chars.txt"
+    text.write_text("".join(chr(0x4E00 + i) for i in range(3000)) + "\n", encoding="utf-8")
+    with pytest.raises(BaichuanError, match=r"vocab_size 1000 cannot hold the \d+ distinct characters.*raise vocab_size"):
+        train_tokenizer([text], tmp_path / "out", vocab_size=1000, character_coverage=1.0, progress=False)

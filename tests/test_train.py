@@ -90,8 +90,13 @@ def test_two_ranks_fsdp_match_one_rank(tiny_tokens, tmp_path):
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
 
 
-def test_incompatible_resume_is_refused(tiny_tokens, tmp_path):
+def test_incompatible_resume_is_refused_and_export_on_demand(tiny_tokens, tmp_path):
+    with pytest.raises(BaichuanError, match="no checkpoint to export"):
+        train(cfg(tiny_tokens, tmp_path, export_only=True))
     train(cfg(tiny_tokens, tmp_path, steps=6, export=False))
+    assert not (tmp_path / "model").exists()
+    assert train(cfg(tiny_tokens, tmp_path, export_only=True))["steps"] == 6
+    assert load_pretrained(tmp_path / "model").cfg.num_layers == 2
     with pytest.raises(BaichuanError, match="another model or training config"):
         train(cfg(tiny_tokens, tmp_path, steps=8, model={**TINY, "num_layers": 3}, export=False))
     with pytest.raises(BaichuanError, match="global batch"):

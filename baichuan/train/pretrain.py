@@ -70,7 +70,8 @@ class TrainConfig:
     resume: str = "auto"                    # "auto" (latest checkpoint under out), "never", or a path
     spike_sigma: float = 6.0                # skip a step whose loss is this many std above the recent mean
     max_skips: int = 10                     # consecutive skipped steps before the run stops
-    export: bool = True
+    export: bool = True                     # write out/model at the end
+    export_only: bool = False               # just export the latest checkpoint under out/ and stop
 
     def global_batch(self, world: int) -> int:
         return self.batch_size * world * self.grad_accum
@@ -248,6 +249,10 @@ def train(cfg: TrainConfig) -> dict:
         step, guard = meta["step"], meta["guard"]
         print0(f"resumed from {resume_from} at step {step}"
                + (f" (was {meta['world_size']} ranks, now {world}: resharded)" if meta["world_size"] != world else ""))
+    if cfg.export_only:
+        if resume_from is None:
+            raise BaichuanError(f"{ckpt_root}: no checkpoint to export")
+        return {"steps": step, "model_dir": str(export(model, mc, out / "model", cfg.tokenizer, rank))}
 
     tokens_per_step = cfg.global_batch(world) * cfg.seq_len
     flops_per_token = mc.flops_per_token(cfg.seq_len)
