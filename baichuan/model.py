@@ -85,34 +85,34 @@ def alibi_slopes(num_heads: int) -> list[float]:
 
 
 def alibi_bias(slopes: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, form: str, dtype):
-    """[1, H, T, S] additive bias in `dtype`. Computed in fp32 and cast once, as released.
+    """[B, H, T, S] additive bias in `dtype` for query slots q_pos [B, T] and key slots k_pos [S].
+    Computed in fp32 and cast once, as released.
 
     "absolute": slope*k (the released eval bias; large values, lossy in bf16);
     "relative": slope*(k-q) (equal up to a per-row constant that softmax ignores)."""
     k = k_pos.float()[None, None, :]
-    dist = k if form == "absolute" else k - q_pos.float()[None, :, None]
-    return (slopes.float()[:, None, None] * dist)[None].to(dtype)
+    dist = k if form == "absolute" else k - q_pos.float()[:, :, None]
+    return (slopes.float()[None, :, None, None] * dist[:, None]).to(dtype)
 
 
-def attention_mask(cfg: ModelConfig, T: int, past: int, key_mask, dtype, device):
+def attention_mask(cfg: ModelConfig, q_pos: torch.Tensor, S: int, key_mask, dtype, cached: bool):
     """(attn_mask, is_causal) for SDPA, shared by all layers of one forward.
 
-    Query i (absolute slot past+i) sees keys j <= past+i that `key_mask` [B, past+T] keeps. A query
-    always sees itself, so padded queries never get an all-masked row (which would turn into NaN and
-    reach real tokens through the values).
+    Query t of row b sits in key slot q_pos[b, t] and sees the slots j <= q_pos[b, t] that
+    `key_mask` [B, S] keeps. A query always sees itself, so padded queries never get an all-masked
+    row (which would turn into NaN and reach real tokens through the values).
     """
-    S = past + T
-    if cfg.position == "rope" and key_mask is None and (past == 0 or T == 1):
-        return None, past == 0 and T > 1  # flash / efficient kernels: plain causal or no mask
-    q_pos = torch.arange(past, S, device=device)
-    k_pos = torch.arange(S, device=device)
-    allowed = (k_pos[None, :] <= q_pos[:, None])[None, None]  # [1, 1, T, S]
+    if cfg.position == "rope" and key_mask is None and not cached:
+        return None, q_pos.shape[1] > 1  # flash / efficient kernels: plain causal
+    k_pos = torch.arange(S, device=q_pos.device)
+    diagonal = k_pos[None, None, :] == q_pos[:, :, None]
+    allowed = k_pos[None, None, :] <= q_pos[:, :, None]  # [B, T, S]
     if key_mask is not None:
-        allowed = allowed & key_mask[:, None, None, :].bool()
-        allowed = allowed | (k_pos[None, :] == q_pos[:, None])[None, None]
+        allowed = (allowed & key_mask[:, None, :].bool()) | diagonal
+    allowed = allowed[:, None]
     if cfg.position == "rope":
         return allowed, False
-    slopes = torch.tensor(alibi_slopes(cfg.num_heads), device=device)
+    slopes = torch.tensor(alibi_slopes(cfg.num_heads), device=q_pos.device)
     bias = alibi_bias(slopes, q_pos, k_pos, cfg.alibi, dtype)
     return bias.masked_fill(~allowed, float("-inf")), False
 
@@ -120,26 +120,39 @@ def attention_mask(cfg: ModelConfig, T: int, past: int, key_mask, dtype, device)
 # ------------------------------------------------------------------------------------- KV cache
 
 class KVCache:
-    """Pre-allocated keys and values for every layer, [layers, B, heads, max_len, head_dim].
+    """Pre-allocated keys and values for every layer, [layers, B, heads, max_len, head_dim], and
+    how many slots of each row are filled (`lengths` [B]).
 
-    `length` is the number of slots filled; the model writes the new keys at [length, length+T)
-    and advances it after the last layer."""
+    A forward writes row b's T new keys at slots [lengths[b], lengths[b]+T), attends over the
+    filled slots and advances `lengths` by T. Rows advance independently (continuous batching
+    keeps requests of different lengths in one cache); `rows(a, b)` is a view on some rows."""
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         shape = (cfg.num_layers, batch_size, cfg.num_heads, max_len, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
 
     @property
     def max_len(self) -> int:
         return self.k.shape[3]
 
-    def update(self, layer: int, k, v):
-        start, end = self.length, self.length + k.shape[2]
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+    @property
+    def length(self) -> int:
+        """Filled slots of the longest row (a host sync on GPUs: for bookkeeping, not hot loops)."""
+        return int(self.lengths.max())
+
+    def rows(self, start: int, stop: int) -> "KVCache":
+        view = KVCache.__new__(KVCache)
+        view.k, view.v, view.lengths = self.k[:, start:stop], self.v[:, start:stop], self.lengths[start:stop]
+        return view
+
+    def update(self, layer: int, k, v, slots):
+        """Write k, v [B, H, T, D] at `slots` [B, T]; return this layer's keys and values, all slots."""
+        rows = torch.arange(k.shape[0], device=k.device)[:, None].expand_as(slots)
+        self.k[layer, rows, :, slots] = k.transpose(1, 2)
+        self.v[layer, rows, :, slots] = v.transpose(1, 2)
+        return self.k[layer], self.v[layer]
 
 
 # --------------------------------------------------------------------------------------- blocks
@@ -151,14 +164,14 @@ class Attention(nn.Module):
         self.W_pack = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=False)
         self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
 
-    def forward(self, x, rope, mask, is_causal, cache: KVCache | None):
+    def forward(self, x, rope, mask, is_causal, cache: KVCache | None, slots=None):
         B, T, H = x.shape
         q, k, v = self.W_pack(x).view(B, T, 3, self.cfg.num_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos, sin, self.cfg.rope_fp32), apply_rope(k, cos, sin, self.cfg.rope_fp32)
         if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)
+            k, v = cache.update(self.layer_idx, k, v, slots)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, H))
 
@@ -182,8 +195,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, rope, mask, is_causal, cache):
-        x = x + self.self_attn(self.input_layernorm(x), rope, mask, is_causal, cache)
+    def forward(self, x, rope, mask, is_causal, cache, slots=None):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, is_causal, cache, slots)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -200,20 +213,22 @@ class BaichuanModel(nn.Module):
     def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None):
         cfg = self.cfg
         B, T = input_ids.shape
-        past = cache.length if cache is not None else 0
-        if cache is not None and past + T > cache.max_len:
-            raise ValueError(f"KV cache holds {cache.max_len} positions; {past} used + {T} new do not fit")
+        steps = torch.arange(T, device=input_ids.device)[None]
+        if cache is None:
+            slots, S = steps, T
+        else:
+            slots, S = cache.lengths[:, None] + steps, cache.max_len
+            if not input_ids.is_cuda and int(slots.max()) >= S:  # on GPUs the engine guarantees room (no sync)
+                raise ValueError(f"KV cache holds {S} positions; {int(cache.lengths.max())} used + {T} new do not fit")
         x = self.embed_tokens(input_ids)
         rope = None
         if cfg.position == "rope":
-            if position_ids is None:
-                position_ids = torch.arange(past, past + T, device=input_ids.device)[None]
-            rope = rope_tables(position_ids, cfg.head_dim, cfg.rope_theta)
-        mask, is_causal = attention_mask(cfg, T, past, key_mask, x.dtype, x.device)
+            rope = rope_tables(slots if position_ids is None else position_ids, cfg.head_dim, cfg.rope_theta)
+        mask, is_causal = attention_mask(cfg, slots, S, key_mask, x.dtype, cached=cache is not None)
         for layer in self.layers:
-            x = layer(x, rope, mask, is_causal, cache)
+            x = layer(x, rope, mask, is_causal, cache, slots)
         if cache is not None:
-            cache.length = past + T
+            cache.lengths += T
         return self.norm(x)
 
 
@@ -251,8 +266,9 @@ class Baichuan(nn.Module):
                         else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False))
 
     def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None):
-        """input_ids [B, T]; position_ids [B, T] (RoPE; default past..past+T-1, pass them for
-        left-padded batches); key_mask [B, past+T] with False at padding; cache for decoding."""
+        """input_ids [B, T]; position_ids [B, T] (RoPE; default: the key slots, pass them for
+        left-padded batches); key_mask [B, S] with False at padding (S = T, or the cache's max_len);
+        cache for decoding."""
         return self.lm_head(self.model(input_ids, position_ids, key_mask, cache))
 
     @torch.no_grad()
