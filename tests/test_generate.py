@@ -4,29 +4,57 @@ import pytest
 import torch
 
 from baichuan.errors import BaichuanError
-from baichuan.generate import (SamplingParams, apply_repetition_penalty, apply_top_k, apply_top_p, generate_ids,
-                               next_token, stream_text)
+from baichuan.generate import SamplingParams, generate_ids, stream_text
+from baichuan.infer.sampling import SamplerState, process, sample
 from test_model import hf_llama_from, small_model
 
 transformers = pytest.importorskip("transformers")
 from transformers.generation import logits_process as hf_lp  # noqa: E402
 
 
-def test_logits_pipeline_equals_hf_processors():
+def _state(rows, settings, seen):
+    state = SamplerState(rows, seen.shape[1], "cpu")
+    for r, (t, k, p, rep) in enumerate(settings):
+        state.assign(r, SamplingParams(do_sample=True, temperature=t, top_k=k, top_p=p, repetition_penalty=rep),
+                     seen[r].nonzero()[:, 0])
+    return state
+
+
+def test_batched_pipeline_equals_hf_processors_row_by_row():
+    """Each row with its own temperature / top-k / top-p / penalty gives what HF's processors give."""
     torch.manual_seed(0)
-    logits = torch.randn(3, 50) * 3
-    seen = torch.randint(0, 50, (3, 12))
-    ours = apply_repetition_penalty(logits, seen, 1.1)
-    ref = hf_lp.RepetitionPenaltyLogitsProcessor(1.1)(seen, logits.clone())
-    assert torch.equal(ours, ref)
-    ours = apply_top_p(apply_top_k(ours / 0.3, 5), 0.85)
-    ref = hf_lp.TemperatureLogitsWarper(0.3)(seen, ref)
-    ref = hf_lp.TopKLogitsWarper(5)(seen, ref)
-    ref = hf_lp.TopPLogitsWarper(0.85)(seen, ref)
-    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
-    assert torch.allclose(ours[~torch.isinf(ours)], ref[~torch.isinf(ref)])
-    # top-p removes something here and keeps at least one token per row
-    assert torch.isinf(ours).any() and (~torch.isinf(ours)).sum(-1).min() >= 1
+    logits = torch.randn(4, 50) * 3
+    seen_ids = torch.randint(0, 50, (4, 12))
+    seen = torch.zeros(4, 50, dtype=torch.bool).scatter(1, seen_ids, True)
+    settings = [(0.3, 5, 0.85, 1.05), (1.0, 0, 0.9, 1.1), (0.7, 10, 1.0, 1.0), (2.0, 3, 0.5, 1.3)]
+    penalized, filtered = process(logits, _state(4, settings, seen))
+    for r, (t, k, p, rep) in enumerate(settings):
+        ids, row = seen_ids[r:r + 1], logits[r:r + 1].clone()
+        ref = hf_lp.RepetitionPenaltyLogitsProcessor(rep)(ids, row) if rep != 1.0 else row
+        assert torch.allclose(penalized[r], ref[0])
+        ref = hf_lp.TemperatureLogitsWarper(t)(ids, ref)
+        if k:
+            ref = hf_lp.TopKLogitsWarper(k)(ids, ref)
+        if p < 1:
+            ref = hf_lp.TopPLogitsWarper(p)(ids, ref)
+        assert torch.equal(torch.isinf(filtered[r]), torch.isinf(ref[0])), r
+        keep = ~torch.isinf(ref[0])
+        assert torch.allclose(filtered[r][keep], ref[0][keep])
+
+
+def test_draws_follow_the_filtered_distribution():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 30)
+    seen = torch.zeros(2, 30, dtype=torch.bool)
+    state = _state(2, [(1.0, 4, 1.0, 1.0), (0.5, 0, 0.7, 1.0)], seen)
+    _, filtered = process(logits, state)
+    counts = torch.zeros(2, 30)
+    n = 20000
+    for _ in range(n // 500):
+        toks = torch.stack([sample(logits, state, torch.rand(2)) for _ in range(500)])
+        counts += torch.nn.functional.one_hot(toks, 30).sum(0)
+    assert torch.allclose(counts / n, filtered.softmax(-1), atol=0.015)
+    assert (counts[torch.isinf(filtered)] == 0).all()
 
 
 @pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-7b"])
@@ -51,9 +79,12 @@ def test_sampling_is_seeded_and_respects_top_k():
     assert a != c
     # every sampled token is among the top 3 of its step
     logits = torch.randn(4, 300)
+    state = SamplerState(4, 300, "cpu")
+    for r in range(4):
+        state.assign(r, params, torch.tensor([0]))
+    top3 = logits.topk(3).indices
     for _ in range(50):
-        tok = next_token(logits, torch.zeros(4, 1, dtype=torch.long), params)
-        top3 = logits.topk(3).indices
+        tok = sample(logits, state, torch.rand(4))
         assert all(tok[i] in top3[i] for i in range(4))
 
 

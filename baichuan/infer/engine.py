@@ -1,0 +1,213 @@
+"""The inference engine: continuous batching over a pre-allocated KV cache. Speaks token ids only.
+
+The cache has `max_batch` rows of `max_len` slots. A request waits until a row is free, is
+prefilled into it on its own (one forward over its prompt), then decodes together with every other
+active row, one token per step; it leaves when it hits EOS, its token budget, the end of its row or
+a cancel, and the next waiting request takes the row. Requests join and leave between steps.
+
+Each step costs one device-to-host copy (the new tokens, which the caller streams); sampling runs on
+the device with each row's own settings (sampling.py).
+
+    engine = Engine(model, max_batch=16)
+    for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
+        ...
+    engine.start()                                                                  # a server
+    req = engine.submit(prompt_ids, params, sink=callback)   # callback(token | None) per event
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from baichuan.errors import BaichuanError
+from baichuan.infer.sampling import SamplerState, SamplingParams, sample
+from baichuan.model import Baichuan, KVCache
+
+_ids = itertools.count()
+log = logging.getLogger("baichuan.infer")
+
+
+@dataclass
+class Request:
+    prompt: list[int]
+    params: SamplingParams
+    id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+    sink: Callable[[int | None], None] | None = None  # called with each token, then None when finished
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str | None = None                 # "stop", "length", "cancelled" or "error"
+    slot: int | None = None
+    cancelled: bool = False
+    rng: torch.Generator | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+class Engine:
+    def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0):
+        p = next(model.parameters())
+        self.model, self.device = model.eval(), p.device
+        self.max_len = max_len or model.cfg.max_len
+        self.max_batch = max_batch
+        self.cache = KVCache(model.cfg, max_batch, self.max_len, device=p.device,
+                             dtype=p.dtype if p.is_floating_point() else torch.bfloat16)
+        self.sampler = SamplerState(max_batch, model.cfg.vocab_size, p.device)
+        self.last = torch.zeros(max_batch, dtype=torch.long, device=p.device)
+        self.slots: list[Request | None] = [None] * max_batch
+        self.waiting: deque[Request] = deque()
+        self.generator = torch.Generator().manual_seed(seed)  # draws for requests without a seed
+        self.cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+
+    # -- requests ---------------------------------------------------------------------------
+    def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
+        if not prompt:
+            raise BaichuanError("the prompt is empty (0 tokens)")
+        if len(prompt) >= self.max_len:
+            raise BaichuanError(f"the prompt has {len(prompt)} tokens; the context is {self.max_len}")
+        if max(prompt) >= self.model.cfg.vocab_size or min(prompt) < 0:
+            raise BaichuanError(f"prompt token ids must be in [0, {self.model.cfg.vocab_size})")
+        req = Request(list(prompt), params, sink=sink)
+        if request_id:
+            req.id = request_id
+        if params.seed is not None:
+            req.rng = torch.Generator().manual_seed(params.seed)
+        with self.cond:
+            self.waiting.append(req)
+            self.cond.notify()
+        return req
+
+    def cancel(self, req: Request) -> None:
+        """Stop a request (a client went away); its row is freed at the next step."""
+        with self.cond:
+            req.cancelled = True
+            self.cond.notify()
+
+    @property
+    def busy(self) -> int:
+        return sum(s is not None for s in self.slots) + len(self.waiting)
+
+    # -- one step ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Request, int | None]]:
+        """Admit what fits, decode every active row once; returns (request, token or None=finished)."""
+        events: list[tuple[Request, int | None]] = []
+        for s, req in enumerate(self.slots):
+            if req is not None and req.cancelled:
+                self._finish(req, "cancelled", events)
+        while True:
+            with self.cond:
+                if not self.waiting or None not in self.slots:
+                    break
+                req = self.waiting.popleft()
+            if req.cancelled:
+                self._finish(req, "cancelled", events)
+                continue
+            self._prefill(req, self.slots.index(None), events)
+        active = [s for s, r in enumerate(self.slots) if r is not None]
+        if not active:
+            return events
+        hi = active[-1] + 1
+        logits = self.model(self.last[:hi, None], cache=self.cache.rows(0, hi))[:, -1]
+        tokens = self._sample(logits, 0, hi).tolist()  # the step's one host sync
+        for s in range(hi):
+            req = self.slots[s]
+            if req is None:
+                self.cache.lengths[s] = 0  # an idle row in the batch: keep it empty
+            else:
+                self._emit(req, tokens[s], events)
+        return events
+
+    def _prefill(self, req: Request, slot: int, events) -> None:
+        req.slot = slot
+        self.slots[slot] = req
+        prompt = torch.tensor(req.prompt, device=self.device)
+        self.cache.lengths[slot] = 0
+        self.sampler.assign(slot, req.params, prompt)
+        logits = self.model(prompt[None], cache=self.cache.rows(slot, slot + 1))[:, -1]
+        self._emit(req, int(self._sample(logits, slot, slot + 1)[0]), events)
+
+    def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
+        uniform = torch.empty(hi - lo)
+        for i, s in enumerate(range(lo, hi)):
+            req = self.slots[s]
+            uniform[i] = torch.rand(1, generator=req.rng if req is not None and req.rng else self.generator)
+        return sample(logits, self.sampler.rows(lo, hi), uniform.to(self.device, non_blocking=True))
+
+    def _emit(self, req: Request, token: int, events) -> None:
+        if token in req.params.eos_token_ids:
+            self._finish(req, "stop", events)
+            return
+        req.tokens.append(token)
+        self.last[req.slot] = token
+        self.sampler.seen[req.slot, token] = True
+        events.append((req, token))
+        if len(req.tokens) >= req.params.max_new_tokens or len(req.prompt) + len(req.tokens) >= self.max_len:
+            self._finish(req, "length", events)
+
+    def _finish(self, req: Request, reason: str, events) -> None:
+        req.finish_reason = reason
+        if req.slot is not None and self.slots[req.slot] is req:
+            self.slots[req.slot] = None
+            self.cache.lengths[req.slot] = 0
+        events.append((req, None))
+
+    # -- drivers ----------------------------------------------------------------------------
+    def generate(self, prompt: list[int], params: SamplingParams) -> Iterator[int]:
+        """Tokens of one request, driving the engine from the calling thread (not with start())."""
+        if self._thread is not None:
+            raise RuntimeError("the engine runs in its own thread; use submit() with a sink")
+        req = self.submit(prompt, params)
+        try:
+            while not req.done:
+                for r, tok in self.step():
+                    if r is req and tok is not None:
+                        yield tok
+        finally:
+            if not req.done:
+                self.cancel(req)
+                self.step()
+
+    def start(self) -> None:
+        """Run steps in a background thread, delivering events to each request's sink."""
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="baichuan-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self._stop = True
+            self.cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self._stop and not self.waiting and all(s is None for s in self.slots):
+                    self.cond.wait()
+                if self._stop:
+                    return
+            try:
+                events = self.step()
+            except Exception as e:  # noqa: BLE001 - a failed step must not leave clients waiting forever
+                log.exception("engine step failed: %s", e)
+                events = []
+                with self.cond:
+                    pending = [r for r in self.slots if r is not None] + list(self.waiting)
+                    self.waiting.clear()
+                for req in pending:
+                    self._finish(req, "error", events)
+            for req, tok in events:
+                if req.sink is not None:
+                    req.sink(tok)

@@ -1,0 +1,106 @@
+"""Sampling parameters and the batched sampler: every row with its own settings, on the device.
+
+The logits pipeline is HF `generate`'s, in HF's order, so results are comparable with it:
+repetition penalty (always, greedy too), then for sampling temperature -> top-k -> top-p, then a
+draw. The draw is an inverse-CDF lookup with one uniform number per row, so a request with a seed
+gets the same tokens whatever else is in the batch, and nothing in here waits on the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from baichuan.config import GenerationConfig
+from baichuan.errors import BaichuanError
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0                  # 0 = off
+    top_p: float = 1.0              # 1.0 = off
+    repetition_penalty: float = 1.0  # 1.0 = off
+    stop: list[str] = field(default_factory=list)
+    eos_token_ids: tuple[int, ...] = (2,)
+    seed: int | None = None
+
+    @classmethod
+    def from_generation_config(cls, g: GenerationConfig, **overrides) -> "SamplingParams":
+        base = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
+                    top_k=g.top_k, top_p=g.top_p, repetition_penalty=g.repetition_penalty,
+                    eos_token_ids=(g.eos_token_id,))
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise BaichuanError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.do_sample and self.temperature <= 0:
+            raise BaichuanError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise BaichuanError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.repetition_penalty <= 0:
+            raise BaichuanError("top_k must be >= 0 and repetition_penalty > 0")
+
+
+class SamplerState:
+    """Per-row settings and history, as device tensors, for `rows` cache rows over `vocab` ids."""
+
+    def __init__(self, rows: int, vocab: int, device):
+        self.temperature = torch.ones(rows, device=device)
+        self.top_k = torch.zeros(rows, dtype=torch.long, device=device)
+        self.top_p = torch.ones(rows, device=device)
+        self.penalty = torch.ones(rows, device=device)
+        self.greedy = torch.ones(rows, dtype=torch.bool, device=device)
+        self.seen = torch.zeros(rows, vocab, dtype=torch.bool, device=device)  # for the repetition penalty
+
+    def assign(self, row: int, params: SamplingParams, prompt: torch.Tensor) -> None:
+        self.temperature[row] = params.temperature if params.do_sample else 1.0
+        self.top_k[row] = params.top_k
+        self.top_p[row] = params.top_p
+        self.penalty[row] = params.repetition_penalty
+        self.greedy[row] = not params.do_sample
+        self.seen[row] = False
+        self.seen[row, prompt] = True
+
+    def rows(self, start: int, stop: int) -> "SamplerState":
+        view = SamplerState.__new__(SamplerState)
+        for name in ("temperature", "top_k", "top_p", "penalty", "greedy", "seen"):
+            setattr(view, name, getattr(self, name)[start:stop])
+        return view
+
+
+def process(logits: torch.Tensor, state: SamplerState) -> tuple[torch.Tensor, torch.Tensor]:
+    """(penalized logits, filtered logits) for logits [rows, V] and a state of as many rows: the
+    first is what greedy rows take the argmax of; the second has -inf outside each row's top-k /
+    top-p set, after temperature."""
+    logits = logits.float()
+    pen = state.penalty[:, None]
+    logits = torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
+    scaled = logits / state.temperature[:, None]
+    vocab = logits.shape[-1]
+    ordered, order = scaled.sort(dim=-1, descending=True)
+    k = torch.where(state.top_k > 0, state.top_k, vocab).clamp(max=vocab)
+    kth = ordered.gather(1, (k - 1)[:, None])
+    ordered = ordered.masked_fill(ordered < kth, float("-inf"))
+    probs = ordered.softmax(-1)
+    above = probs.cumsum(-1) - probs  # probability mass strictly above each token
+    # HF drops a token when the mass at or below it is <= 1 - top_p, i.e. when the mass above is >= top_p
+    ordered = ordered.masked_fill(above >= state.top_p[:, None], float("-inf"))
+    filtered = torch.full_like(scaled, float("-inf")).scatter(1, order, ordered)
+    return logits, filtered
+
+
+def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor) -> torch.Tensor:
+    """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1)."""
+    penalized, filtered = process(logits, state)
+    probs = filtered.softmax(-1)
+    cdf = probs.cumsum(-1)
+    # right side: the first token whose cumulative mass exceeds the draw, never a zero-mass one
+    drawn = torch.searchsorted(cdf, (uniform[:, None] * cdf[:, -1:]).contiguous(), side="right").squeeze(1)
+    drawn = drawn.clamp(max=logits.shape[-1] - 1)
+    return torch.where(state.greedy, penalized.argmax(-1), drawn)

@@ -1,0 +1,96 @@
+"""The engine: requests decoded together equal requests decoded alone; joining, leaving, cancelling."""
+
+import threading
+
+import pytest
+import torch
+
+from baichuan.errors import BaichuanError
+from baichuan.generate import generate_ids
+from baichuan.infer.engine import Engine
+from baichuan.infer.sampling import SamplingParams
+from test_model import small_model
+
+NO_EOS = dict(eos_token_ids=(-1,))
+
+
+@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
+def test_concurrent_requests_equal_each_alone(arch):
+    model = small_model(arch)
+    torch.manual_seed(3)
+    prompts = [torch.randint(3, 300, (n,)).tolist() for n in (5, 17, 9, 30, 2, 11)]
+    params = [SamplingParams(max_new_tokens=n, **NO_EOS) for n in (12, 4, 20, 7, 15, 9)]
+    alone = [list(generate_ids(model, p, q)) for p, q in zip(prompts, params)]
+    engine = Engine(model, max_batch=3, max_len=64)  # fewer rows than requests: some wait, then join
+    reqs = [engine.submit(p, q) for p, q in zip(prompts, params)]
+    steps = 0
+    while not all(r.done for r in reqs):
+        engine.step()
+        steps += 1
+    assert [r.tokens for r in reqs] == alone
+    assert all(r.finish_reason == "length" for r in reqs)
+    assert steps < sum(q.max_new_tokens for q in params)  # really batched
+    assert engine.cache.lengths.tolist() == [0, 0, 0] and engine.busy == 0
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch():
+    model = small_model("baichuan-7b")
+    sampled = SamplingParams(max_new_tokens=10, do_sample=True, temperature=1.2, top_k=20, seed=7, **NO_EOS)
+    alone = list(generate_ids(model, [4, 5, 6], sampled))
+    engine = Engine(model, max_batch=4, max_len=32)
+    others = [engine.submit([9, 9, 9, i], SamplingParams(max_new_tokens=10, do_sample=True, **NO_EOS)) for i in range(3)]
+    mine = engine.submit([4, 5, 6], sampled)
+    while not mine.done:
+        engine.step()
+    assert mine.tokens == alone and len(set(tuple(o.tokens) for o in others)) > 1
+
+
+def test_eos_cancel_and_row_end():
+    model = small_model("baichuan-7b")
+    free = list(generate_ids(model, [3, 4], SamplingParams(max_new_tokens=10, **NO_EOS)))
+    engine = Engine(model, max_batch=2, max_len=16)
+    stop = engine.submit([3, 4], SamplingParams(max_new_tokens=10, eos_token_ids=(free[2],)))
+    cut = engine.submit([3, 4] * 6, SamplingParams(max_new_tokens=50, **NO_EOS))  # 12 + 4 = row end
+    gone = engine.submit([5, 6], SamplingParams(max_new_tokens=50, **NO_EOS))
+    engine.step()
+    engine.cancel(gone)
+    while not (stop.done and cut.done and gone.done):
+        engine.step()
+    assert stop.tokens == free[:2] and stop.finish_reason == "stop"
+    assert len(cut.tokens) == 4 and cut.finish_reason == "length"
+    assert gone.finish_reason == "cancelled" and len(gone.tokens) <= 2
+
+
+def test_bad_requests():
+    engine = Engine(small_model("baichuan-7b"), max_batch=1, max_len=16)
+    with pytest.raises(BaichuanError, match="empty"):
+        engine.submit([], SamplingParams())
+    with pytest.raises(BaichuanError, match="context is 16"):
+        engine.submit(list(range(16)), SamplingParams())
+    with pytest.raises(BaichuanError, match=r"token ids must be in \[0, 300\)"):
+        engine.submit([5, 300], SamplingParams())
+
+
+def test_background_thread_delivers_events_to_sinks():
+    model = small_model("baichuan-13b")
+    engine = Engine(model, max_batch=4, max_len=64)
+    engine.start()
+    try:
+        tokens, finished, done = {i: [] for i in range(6)}, [], threading.Event()
+
+        def sink_for(i):
+            def sink(tok):
+                if tok is not None:
+                    tokens[i].append(tok)
+                    return
+                finished.append(i)
+                if len(finished) == 6:
+                    done.set()
+            return sink
+        reqs = [engine.submit([i + 3] * (i + 2), SamplingParams(max_new_tokens=8, **NO_EOS), sink=sink_for(i))
+                for i in range(6)]
+        assert done.wait(timeout=60)
+        assert [tokens[i] for i in range(6)] == [r.tokens for r in reqs]
+        assert all(len(r.tokens) == 8 for r in reqs)
+    finally:
+        engine.stop()
