@@ -137,9 +137,11 @@ class Engine:
         self._emit(req, int(self._sample(logits, slot, slot + 1)[0]), events)
 
     def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
+        reqs = self.slots[lo:hi]
+        if all(r is None or not r.params.do_sample for r in reqs):
+            return sample(logits, self.sampler.rows(lo, hi), None)
         uniform = torch.empty(hi - lo)
-        for i, s in enumerate(range(lo, hi)):
-            req = self.slots[s]
+        for i, req in enumerate(reqs):
             uniform[i] = torch.rand(1, generator=req.rng if req is not None and req.rng else self.generator)
         return sample(logits, self.sampler.rows(lo, hi), uniform.to(self.device, non_blocking=True))
 

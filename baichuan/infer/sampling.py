@@ -78,9 +78,7 @@ def process(logits: torch.Tensor, state: SamplerState) -> tuple[torch.Tensor, to
     """(penalized logits, filtered logits) for logits [rows, V] and a state of as many rows: the
     first is what greedy rows take the argmax of; the second has -inf outside each row's top-k /
     top-p set, after temperature."""
-    logits = logits.float()
-    pen = state.penalty[:, None]
-    logits = torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
+    logits = penalize(logits.float(), state)
     scaled = logits / state.temperature[:, None]
     vocab = logits.shape[-1]
     ordered, order = scaled.sort(dim=-1, descending=True)
@@ -95,8 +93,17 @@ def process(logits: torch.Tensor, state: SamplerState) -> tuple[torch.Tensor, to
     return logits, filtered
 
 
-def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor) -> torch.Tensor:
-    """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1)."""
+def penalize(logits: torch.Tensor, state: SamplerState) -> torch.Tensor:
+    """HF's repetition penalty: logits of tokens already seen are divided (if > 0) or multiplied."""
+    pen = state.penalty[:, None]
+    return torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
+
+
+def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor | None) -> torch.Tensor:
+    """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1).
+    `uniform=None` means every row is greedy, which skips the sort over the vocabulary."""
+    if uniform is None:
+        return penalize(logits.float(), state).argmax(-1)
     penalized, filtered = process(logits, state)
     probs = filtered.softmax(-1)
     cdf = probs.cumsum(-1)
