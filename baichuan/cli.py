@@ -25,7 +25,6 @@ NOT_BUILT = {
     "dpo": "preference tuning",
     "eval": "C-Eval / CMMLU / MMLU evaluation",
     "quantize": "int8 / int4 quantization",
-    "serve": "the OpenAI-compatible server",
     "index": "document indexing for search-augmented answers",
     "ask": "search-augmented answers",
 }
@@ -62,12 +61,6 @@ def _sampling(args, model_dir: str):
         do_sample=False if args.greedy else None)
 
 
-def chat_template_for(tok) -> str:
-    """Baichuan-13B-Chat's builder for the Baichuan 1 tokenizer (role piece <reserved_102> at 195),
-    Baichuan 2's for everything else (Baichuan 2 and the tokenizers this package trains)."""
-    return "baichuan" if tok.piece(195) == "<reserved_102>" else "baichuan2"
-
-
 # -------------------------------------------------------------------------------- subcommands
 
 def cmd_generate(args) -> None:
@@ -81,7 +74,7 @@ def cmd_generate(args) -> None:
 
 def cmd_chat(args) -> None:
     from baichuan.generate import stream_text
-    from baichuan.tokenizer import build_chat_input
+    from baichuan.tokenizer import build_chat_input, chat_template_for
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
     params = _sampling(args, args.model)
     template = args.template or chat_template_for(tok)
@@ -195,6 +188,15 @@ def cmd_train(args) -> None:
     train(config_from_args(args))
 
 
+def cmd_serve(args) -> None:
+    import torch
+
+    from baichuan.infer.server import serve
+    serve(args.model, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("BAICHUAN_API_KEY"),
+          max_batch=args.max_batch, max_queue=args.max_queue, max_len=args.max_len, device=args.device,
+          dtype=getattr(torch, args.dtype) if args.dtype else None, model_name=args.name)
+
+
 def cmd_not_built(args) -> None:
     print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
     raise SystemExit(2)
@@ -280,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", choices=["baichuan", "baichuan2"], help="default: from the tokenizer")
     _add_sampling(p)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible API and web chat for a model directory")
+    p.add_argument("model")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set BAICHUAN_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (KV cache rows)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond that; more get 503")
+    p.add_argument("--max-len", type=int, help="context per request (default: the model's)")
+    p.add_argument("--name", help="model id in the API (default: the directory name)")
+    p.add_argument("--device")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", help="describe a model directory")
     p.add_argument("model")

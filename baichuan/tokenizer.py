@@ -346,6 +346,12 @@ def build_chat_input_v1(tok: Tokenizer, messages: list[dict], max_new_tokens: in
 CHAT_TEMPLATES = {"baichuan2": build_chat_input_v2, "baichuan": build_chat_input_v1}
 
 
+def chat_template_for(tok: Tokenizer) -> str:
+    """Baichuan-13B-Chat's builder for the Baichuan 1 tokenizer (role piece <reserved_102> at 195),
+    Baichuan 2's for everything else (Baichuan 2 and the tokenizers this package trains)."""
+    return "baichuan" if tok.piece(USER_ID) == "<reserved_102>" else "baichuan2"
+
+
 def build_chat_input(tok: Tokenizer, messages: list[dict], template: str = "baichuan2", **kwargs) -> list[int]:
     """Dispatch by template name: 'baichuan2' (Baichuan2-Chat) or 'baichuan' (Baichuan-13B-Chat),
     the names LLaMA-Factory uses for the same two formats."""

@@ -1,0 +1,323 @@
+"""`baichuan serve MODEL`: an OpenAI-compatible HTTP API and a web chat page over the engine.
+
+    POST /v1/chat/completions   (stream or not; Baichuan 1 / Baichuan 2 chat prompt by tokenizer)
+    POST /v1/completions        (stream or not)
+    GET  /v1/models, /health, /metrics (Prometheus text), /  (the chat page)
+
+The server only translates HTTP to engine calls. Every request is bounded: body size, prompt and
+new tokens against the context, and the number of requests in the house (a full house answers
+503). A client that goes away cancels its request. Binds 127.0.0.1 unless told otherwise; with an
+API key, every /v1 call needs `Authorization: Bearer KEY`.
+"""
+
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from baichuan.errors import BaichuanError
+from baichuan.infer.engine import Engine
+from baichuan.infer.sampling import SamplingParams
+from baichuan.tokenizer import build_chat_input, chat_template_for
+
+WEB_PAGE = Path(__file__).parent / "web" / "chat.html"
+
+
+@dataclass
+class ServerConfig:
+    model_name: str = "baichuan"
+    api_key: str | None = None
+    max_queue: int = 64               # requests waiting for a row, beyond the engine's rows
+    max_new_tokens: int = 2048        # per request
+    max_body_bytes: int = 1 << 20
+    stats: dict = field(default_factory=lambda: {"requests": 0, "rejected": 0, "completed": 0, "cancelled": 0,
+                                                  "prompt_tokens": 0, "completion_tokens": 0})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+# ------------------------------------------------------------------------------ validation
+
+def _number(body: dict, name: str, kind, lo, hi, default):
+    v = body.get(name)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
+        raise ApiError(400, f"'{name}' must be a {'integer' if kind is int else 'number'}", param=name)
+    if not lo <= v <= hi:
+        raise ApiError(400, f"'{name}' must be between {lo} and {hi}, got {v}", param=name)
+    return kind(v)
+
+
+def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int) -> SamplingParams:
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 4:
+        raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
+    if body.get("n", 1) != 1:
+        raise ApiError(400, "only n=1 is supported", param="n")
+    temperature = _number(body, "temperature", float, 0, 2, gen_defaults.temperature if gen_defaults.do_sample else 0)
+    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+    max_new = _number({"max_tokens": max_tokens}, "max_tokens", int, 1, cfg.max_new_tokens,
+                      min(gen_defaults.max_new_tokens, cfg.max_new_tokens))
+    return SamplingParams(
+        max_new_tokens=max_new, do_sample=temperature > 0, temperature=temperature or 1.0,
+        top_p=_number(body, "top_p", float, 1e-6, 1, gen_defaults.top_p if gen_defaults.do_sample else 1.0),
+        top_k=_number(body, "top_k", int, 0, 1 << 20, gen_defaults.top_k if gen_defaults.do_sample else 0),
+        repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, gen_defaults.repetition_penalty),
+        stop=stop, eos_token_ids=(eos,), seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
+
+
+def chat_prompt(tok, body: dict, max_new: int, max_len: int) -> list[int]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list", param="messages")
+    clean = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise ApiError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
+        content = m.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise ApiError(400, f"messages[{i}]: content must be a string", param="messages")
+        clean.append({"role": m["role"], "content": content})
+    if clean[-1]["role"] == "system" or not any(m["role"] == "user" for m in clean):
+        raise ApiError(400, "messages need at least one user message", param="messages")
+    template = chat_template_for(tok)
+    budget = max_len - max_new
+    if budget < 2:
+        raise ApiError(400, f"max_tokens {max_new} leaves no room for a prompt in the {max_len}-token context",
+                       param="max_tokens", code="context_length_exceeded")
+    last_user = max(i for i, m in enumerate(clean) if m["role"] == "user")
+    system = [m for m in clean if m["role"] == "system"][:1]
+    newest = len(build_chat_input(tok, system + clean[last_user:], template=template, max_new_tokens=0,
+                                  model_max_length=10 ** 9))
+    if newest > budget:  # older turns may be dropped, as released; the newest one must fit whole
+        raise ApiError(400, f"the prompt needs {newest} tokens but {max_len} - max_tokens {max_new} = {budget} "
+                            f"are available", param="messages", code="context_length_exceeded")
+    try:
+        return build_chat_input(tok, clean, template=template, max_new_tokens=max_new, model_max_length=max_len)
+    except BaichuanError as e:
+        raise ApiError(400, str(e), param="messages") from None
+
+
+# ---------------------------------------------------------------------------------- the app
+
+def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+
+    app = FastAPI(title="baichuan", docs_url=None, redoc_url=None)
+    stats = cfg.stats
+    lock = threading.Lock()
+    max_len = engine.max_len
+
+    @app.exception_handler(ApiError)
+    async def api_error(_, e: ApiError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if request.url.path.startswith("/v1") and cfg.api_key:
+            given = request.headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {cfg.api_key}".encode()):
+                return JSONResponse(ApiError(401, "invalid or missing API key", "authentication_error").body(), 401)
+        length = request.headers.get("content-length")
+        if length and (not length.isdigit() or int(length) > cfg.max_body_bytes):
+            return JSONResponse(ApiError(413, f"request body over {cfg.max_body_bytes} bytes").body(), 413)
+        return await call_next(request)
+
+    async def read_body(request: Request) -> dict:
+        raw = await request.body()
+        if len(raw) > cfg.max_body_bytes:
+            raise ApiError(413, f"request body over {cfg.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        if body.get("model") not in (None, cfg.model_name):
+            raise ApiError(404, f"model {body.get('model')!r} does not exist; this server serves "
+                                f"{cfg.model_name!r}", param="model", code="model_not_found")
+        return body
+
+    def admit(prompt: list[int], params: SamplingParams, loop) -> tuple:
+        if len(prompt) + params.max_new_tokens > max_len:
+            raise ApiError(400, f"prompt ({len(prompt)} tokens) + max_tokens ({params.max_new_tokens}) exceeds the "
+                                f"{max_len}-token context", param="max_tokens", code="context_length_exceeded")
+        with lock:
+            if engine.busy >= engine.max_batch + cfg.max_queue:
+                stats["rejected"] += 1
+                raise ApiError(503, "the server is at capacity; retry later", "server_error", code="overloaded")
+            stats["requests"] += 1
+            stats["prompt_tokens"] += len(prompt)
+            queue: asyncio.Queue = asyncio.Queue()
+            try:
+                req = engine.submit(prompt, params, sink=lambda tok: loop.call_soon_threadsafe(queue.put_nowait, tok))
+            except BaichuanError as e:
+                raise ApiError(400, str(e)) from None
+        return req, queue
+
+    async def pieces(request: Request, req, queue, params: SamplingParams):
+        """Text deltas as tokens arrive (decoded incrementally, stop strings honored), then the
+        finish reason. Cancels the request if the client disconnects."""
+        ids, sent, finish, final = [], 0, None, ""
+        hold = max((len(s) for s in params.stop), default=1) - 1
+        try:
+            while finish is None:
+                try:
+                    tok = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        raise asyncio.CancelledError from None
+                    continue
+                if tok is None:
+                    finish = "length" if req.finish_reason == "length" else "stop"
+                    final = tokenizer.decode(ids)
+                    break
+                ids.append(tok)
+                final = tokenizer.decode(ids)
+                hit = min((i for i in (final.find(s) for s in params.stop) if i >= 0), default=-1)
+                if hit >= 0:  # a stop string: cut the text before it and end the request
+                    engine.cancel(req)
+                    final, finish = final[:hit], "stop"
+                    break
+                ready = len(final) - (hold if params.stop else 0) - (1 if final.endswith("\ufffd") else 0)
+                if ready > sent:
+                    yield final[sent:ready], None
+                    sent = ready
+            if len(final) > sent:  # what was held back: a possible stop-string prefix, a partial character
+                yield final[sent:], None
+        except (asyncio.CancelledError, GeneratorExit):
+            engine.cancel(req)
+            with lock:
+                stats["cancelled"] += 1
+            raise
+        with lock:
+            stats["completed"] += 1
+            stats["completion_tokens"] += len(ids)
+        yield "", finish
+
+    def usage(prompt, req):
+        n = len(req.tokens)
+        return {"prompt_tokens": len(prompt), "completion_tokens": n, "total_tokens": len(prompt) + n}
+
+    async def complete(request: Request, chat: bool):
+        body = await read_body(request)
+        params = sampling_from(body, gen_defaults, cfg, tokenizer.eos_id)
+        if chat:
+            prompt = chat_prompt(tokenizer, body, params.max_new_tokens, max_len)
+        else:
+            text = body.get("prompt")
+            if isinstance(text, list) and len(text) == 1:
+                text = text[0]
+            if not isinstance(text, str) or not text:
+                raise ApiError(400, "'prompt' must be a non-empty string", param="prompt")
+            prompt = tokenizer.encode(text)
+        req, queue = admit(prompt, params, asyncio.get_running_loop())
+        rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
+        created = int(time.time())
+        head = {"id": rid, "created": created, "model": cfg.model_name}
+
+        def chunk(delta: str, finish, first=False):
+            if chat:
+                d = {"role": "assistant", "content": delta} if first else ({"content": delta} if delta else {})
+                return {**head, "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+            return {**head, "object": "text_completion",
+                    "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
+
+        if body.get("stream"):
+            async def events():
+                first = True
+                async for delta, finish in pieces(request, req, queue, params):
+                    if delta or finish or first:
+                        yield f"data: {json.dumps(chunk(delta, finish, first), ensure_ascii=False)}\n\n"
+                        first = False
+                yield "data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        text, finish = [], "stop"
+        async for delta, fin in pieces(request, req, queue, params):
+            text.append(delta)
+            finish = fin or finish
+        content = "".join(text)
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+            return {**head, "object": "chat.completion", "choices": [choice], "usage": usage(prompt, req)}
+        choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": finish}
+        return {**head, "object": "text_completion", "choices": [choice], "usage": usage(prompt, req)}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await complete(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await complete(request, chat=False)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": cfg.model_name, "object": "model", "created": 0,
+                                            "owned_by": "baichuan", "context_length": max_len}]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": cfg.model_name, "busy": engine.busy}
+
+    @app.get("/metrics")
+    async def metrics():
+        lines = [f"baichuan_{k}_total {v}" for k, v in stats.items()]
+        lines += [f"baichuan_active_requests {sum(s is not None for s in engine.slots)}",
+                  f"baichuan_waiting_requests {len(engine.waiting)}",
+                  f"baichuan_rows {engine.max_batch}"]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return HTMLResponse(WEB_PAGE.read_text(encoding="utf-8").replace("{{MODEL}}", cfg.model_name))
+
+    return app
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          max_batch: int = 8, max_queue: int = 64, max_len: int | None = None, device: str | None = None,
+          dtype=None, model_name: str | None = None) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise BaichuanError("serving needs FastAPI and uvicorn: pip install 'baichuan[serve]'") from None
+    import torch
+
+    from baichuan.checkpoint import load_pretrained
+    from baichuan.config import load_generation_config
+    from baichuan.tokenizer import Tokenizer
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_pretrained(model_dir, device=device, dtype=dtype)
+    tok = Tokenizer.load(model_dir)
+    engine = Engine(model, max_batch=max_batch, max_len=max_len)
+    cfg = ServerConfig(model_name=model_name or Path(model_dir).name, api_key=api_key, max_queue=max_queue)
+    app = create_app(engine, tok, load_generation_config(model_dir), cfg)
+    engine.start()
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
+    print(f"serving {cfg.model_name} on http://{host}:{port} (chat page at /, OpenAI API at /v1)")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        engine.stop()

@@ -1,0 +1,207 @@
+"""The OpenAI-compatible server: the official client, streaming, validation, limits, disconnects,
+and 100 concurrent streams mixed with bad requests."""
+
+import asyncio
+import gc
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+
+from baichuan.checkpoint import load_pretrained  # noqa: E402
+from baichuan.config import GenerationConfig  # noqa: E402
+from baichuan.infer.engine import Engine  # noqa: E402
+from baichuan.infer.server import ServerConfig, create_app  # noqa: E402
+from baichuan.tokenizer import Tokenizer  # noqa: E402
+
+KEY = "test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model_dir, **cfg):
+        self.model = load_pretrained(model_dir)
+        self.tok = Tokenizer.load(model_dir)
+        self.engine = Engine(self.model, max_batch=cfg.pop("max_batch", 4), max_len=256)
+        self.cfg = ServerConfig(model_name="tiny", api_key=KEY, **cfg)
+        gen = GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
+        app = create_app(self.engine, self.tok, gen, self.cfg)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.engine.start()
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.engine.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    s = Server(tiny_model_dir, max_queue=200, max_new_tokens=64)
+    yield s
+    s.close()
+
+
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def test_openai_client_chat_and_completions(server):
+    c = client(server)
+    assert [m.id for m in c.models.list()] == ["tiny"]
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "你好"}], max_tokens=8)
+    assert r.object == "chat.completion" and r.choices[0].message.role == "assistant"
+    assert r.usage.completion_tokens <= 8 and r.usage.prompt_tokens > 0
+    assert r.choices[0].finish_reason in ("stop", "length")
+    # the reply equals the engine's greedy output decoded (the server adds nothing)
+    from baichuan.generate import generate
+    from baichuan.infer.sampling import SamplingParams
+    from baichuan.tokenizer import build_chat_input
+    ids = build_chat_input(server.tok, [{"role": "user", "content": "你好"}], max_new_tokens=8, model_max_length=256)
+    assert r.choices[0].message.content == generate(server.model, server.tok, ids, SamplingParams(max_new_tokens=8))
+    s = c.completions.create(model="tiny", prompt="床前明月光，", max_tokens=6)
+    assert s.object == "text_completion" and s.usage.completion_tokens <= 6
+
+
+def test_streaming_matches_non_streaming(server):
+    c = client(server)
+    msgs = [{"role": "system", "content": "你是助手"}, {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi"}, {"role": "user", "content": "继续"}]
+    full = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12).choices[0].message.content
+    chunks = list(c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == full
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    streamed = list(c.completions.create(model="tiny", prompt="子曰：", max_tokens=5, stream=True))
+    assert "".join(ch.choices[0].text for ch in streamed) == \
+        c.completions.create(model="tiny", prompt="子曰：", max_tokens=5).choices[0].text
+
+
+def test_stop_strings(server):
+    c = client(server)
+    full = c.completions.create(model="tiny", prompt="To be", max_tokens=20).choices[0].text
+    if len(full) < 4:
+        pytest.skip("the tiny model stopped early")
+    stop = full[2:4]
+    cut = c.completions.create(model="tiny", prompt="To be", max_tokens=20, stop=[stop]).choices[0]
+    assert cut.text == full[:full.find(stop)] and cut.finish_reason == "stop"
+
+
+def test_validation_errors_say_what_is_wrong(server):
+    h = {"Authorization": f"Bearer {KEY}"}
+    url = server.url + "/v1/chat/completions"
+    ok = {"messages": [{"role": "user", "content": "hi"}]}
+    cases = [
+        (b"{not json", 400, "not valid JSON"),
+        (json.dumps({**ok, "model": "gpt-4"}), 404, "does not exist"),
+        (json.dumps({"messages": []}), 400, "non-empty list"),
+        (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}), 400, "role must be"),
+        (json.dumps({**ok, "temperature": 9}), 400, "'temperature' must be between"),
+        (json.dumps({**ok, "max_tokens": 100000}), 400, "'max_tokens' must be between"),
+        (json.dumps({**ok, "max_tokens": 60, "messages": [{"role": "user", "content": "很长的问题" * 200}]}), 400,
+         "available"),
+        (json.dumps({**ok, "n": 3}), 400, "n=1"),
+    ]
+    for body, status, text in cases:
+        r = httpx.post(url, content=body, headers=h)
+        assert r.status_code == status, (body, r.text)
+        assert text in r.json()["error"]["message"], r.text
+    assert httpx.post(url, json=ok).status_code == 401
+    assert httpx.post(url, json=ok, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    big = httpx.post(url, content=b"x" * (2 << 20), headers=h)
+    assert big.status_code == 413
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    assert "baichuan_requests_total" in httpx.get(server.url + "/metrics").text
+    assert "<textarea" in httpx.get(server.url + "/").text
+
+
+def test_full_house_answers_503(tiny_model_dir):
+    s = Server(tiny_model_dir, max_batch=1, max_queue=1, max_new_tokens=64)
+    try:
+        h = {"Authorization": f"Bearer {KEY}"}
+        body = {"prompt": "床前", "max_tokens": 60, "stream": True}
+
+        async def go():
+            async with httpx.AsyncClient(timeout=60) as ac:
+                return await asyncio.gather(*[ac.post(s.url + "/v1/completions", json=body, headers=h)
+                                              for _ in range(6)])
+        codes = sorted(r.status_code for r in asyncio.run(go()))
+        assert codes.count(503) >= 1 and codes.count(200) >= 2
+    finally:
+        s.close()
+
+
+def test_disconnect_cancels_the_request(server):
+    h = {"Authorization": f"Bearer {KEY}"}
+    before = server.cfg.stats["cancelled"]
+    with httpx.stream("POST", server.url + "/v1/completions", headers=h,
+                      json={"prompt": "床前明月光", "max_tokens": 64, "stream": True, "stop": ["impossible-stop"]}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                break  # read one event, then hang up
+    for _ in range(100):
+        if server.cfg.stats["cancelled"] > before and server.engine.busy == 0:
+            break
+        time.sleep(0.05)
+    assert server.cfg.stats["cancelled"] > before and server.engine.busy == 0
+
+
+def rss() -> int:
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) * 1024
+
+
+def test_100_concurrent_streams_with_bad_requests(server):
+    h = {"Authorization": f"Bearer {KEY}"}
+
+    async def stream_one(ac, i):
+        body = {"messages": [{"role": "user", "content": f"第{i}个问题"}], "max_tokens": 16, "stream": True}
+        text, finish = "", None
+        async with ac.stream("POST", server.url + "/v1/chat/completions", json=body, headers=h) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    ch = json.loads(line[6:])["choices"][0]
+                    text += ch["delta"].get("content", "")
+                    finish = ch["finish_reason"] or finish
+        return finish
+
+    async def bad_one(ac, i):
+        r = await ac.post(server.url + "/v1/chat/completions", headers=h,
+                          content=[b"{oops", b'{"messages": 5}', b'{"model": "x", "messages": []}'][i % 3])
+        return r.status_code
+
+    async def go():
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=200)) as ac:
+            return await asyncio.gather(*[stream_one(ac, i) for i in range(100)],
+                                        *[bad_one(ac, i) for i in range(30)])
+
+    asyncio.run(go())  # warm-up: allocator pools, code paths
+    gc.collect()
+    base = rss()
+    results = asyncio.run(go())
+    gc.collect()
+    time.sleep(0.5)
+    assert all(f in ("stop", "length") for f in results[:100])
+    assert all(code in (400, 404) for code in results[100:])
+    assert server.engine.busy == 0
+    assert rss() - base < 50 * 1024 ** 2, (rss() - base) / 1e6
