@@ -205,3 +205,13 @@ def test_100_concurrent_streams_with_bad_requests(server):
     assert all(code in (400, 404) for code in results[100:])
     assert server.engine.busy == 0
     assert rss() - base < 50 * 1024 ** 2, (rss() - base) / 1e6
+
+
+def test_completions_accept_token_ids(server):
+    c = client(server)
+    ids = server.tok.encode("床前明月光，")
+    by_ids = c.completions.create(model="tiny", prompt=ids, max_tokens=5).choices[0].text
+    assert by_ids == c.completions.create(model="tiny", prompt="床前明月光，", max_tokens=5).choices[0].text
+    r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"},
+                   json={"prompt": [1, 2, 10 ** 9], "max_tokens": 2})
+    assert r.status_code == 400 and "token ids must be in" in r.json()["error"]["message"]

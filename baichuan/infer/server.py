@@ -224,11 +224,14 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig):
             prompt = chat_prompt(tokenizer, body, params.max_new_tokens, max_len)
         else:
             text = body.get("prompt")
-            if isinstance(text, list) and len(text) == 1:
+            if isinstance(text, list) and len(text) == 1 and isinstance(text[0], (str, list)):
                 text = text[0]
-            if not isinstance(text, str) or not text:
-                raise ApiError(400, "'prompt' must be a non-empty string", param="prompt")
-            prompt = tokenizer.encode(text)
+            if isinstance(text, list) and text and all(isinstance(t, int) and not isinstance(t, bool) for t in text):
+                prompt = text  # token ids, as the OpenAI API allows
+            elif isinstance(text, str) and text:
+                prompt = tokenizer.encode(text)
+            else:
+                raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
         req, queue = admit(prompt, params, asyncio.get_running_loop())
         rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         created = int(time.time())
