@@ -95,20 +95,24 @@ def alibi_bias(slopes: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, f
     return (slopes.float()[None, :, None, None] * dist[:, None]).to(dtype)
 
 
-def attention_mask(cfg: ModelConfig, q_pos: torch.Tensor, S: int, key_mask, dtype, cached: bool):
+def attention_mask(cfg: ModelConfig, q_pos: torch.Tensor, S: int, key_mask, dtype, cached: bool, segments=None):
     """(attn_mask, is_causal) for SDPA, shared by all layers of one forward.
 
     Query t of row b sits in key slot q_pos[b, t] and sees the slots j <= q_pos[b, t] that
-    `key_mask` [B, S] keeps. A query always sees itself, so padded queries never get an all-masked
-    row (which would turn into NaN and reach real tokens through the values).
+    `key_mask` [B, S] keeps and, for packed sequences, that carry the same `segments` [B, S] id
+    (block-diagonal attention, as the released ALiBi code does with integer masks). A query always
+    sees itself, so padded queries never get an all-masked row (which would turn into NaN and
+    reach real tokens through the values).
     """
-    if cfg.position == "rope" and key_mask is None and not cached:
+    if cfg.position == "rope" and key_mask is None and segments is None and not cached:
         return None, q_pos.shape[1] > 1  # flash / efficient kernels: plain causal
     k_pos = torch.arange(S, device=q_pos.device)
     diagonal = k_pos[None, None, :] == q_pos[:, :, None]
     allowed = k_pos[None, None, :] <= q_pos[:, :, None]  # [B, T, S]
     if key_mask is not None:
         allowed = (allowed & key_mask[:, None, :].bool()) | diagonal
+    if segments is not None:
+        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
     allowed = allowed[:, None]
     if cfg.position == "rope":
         return allowed, False
@@ -210,7 +214,7 @@ class BaichuanModel(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None):
+    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None, segments=None):
         cfg = self.cfg
         B, T = input_ids.shape
         steps = torch.arange(T, device=input_ids.device)[None]
@@ -224,7 +228,7 @@ class BaichuanModel(nn.Module):
         rope = None
         if cfg.position == "rope":
             rope = rope_tables(slots if position_ids is None else position_ids, cfg.head_dim, cfg.rope_theta)
-        mask, is_causal = attention_mask(cfg, slots, S, key_mask, x.dtype, cached=cache is not None)
+        mask, is_causal = attention_mask(cfg, slots, S, key_mask, x.dtype, cached=cache is not None, segments=segments)
         for layer in self.layers:
             x = layer(x, rope, mask, is_causal, cache, slots)
         if cache is not None:
@@ -265,11 +269,12 @@ class Baichuan(nn.Module):
         self.lm_head = (NormHead(cfg.hidden_size, cfg.vocab_size) if cfg.norm_head
                         else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False))
 
-    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None):
+    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None, segments=None):
         """input_ids [B, T]; position_ids [B, T] (RoPE; default: the key slots, pass them for
-        left-padded batches); key_mask [B, S] with False at padding (S = T, or the cache's max_len);
-        cache for decoding."""
-        return self.lm_head(self.model(input_ids, position_ids, key_mask, cache))
+        left-padded batches or packed sequences); key_mask [B, S] with False at padding (S = T, or
+        the cache's max_len); cache for decoding; segments [B, T] ids of packed sequences, which
+        attend only within themselves (no cache)."""
+        return self.lm_head(self.model(input_ids, position_ids, key_mask, cache, segments))
 
     @torch.no_grad()
     def init_weights(self):
