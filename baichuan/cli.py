@@ -21,8 +21,6 @@ from pathlib import Path
 from baichuan.errors import BaichuanError
 
 NOT_BUILT = {
-    "sft": "supervised fine-tuning",
-    "dpo": "preference tuning",
     "eval": "C-Eval / CMMLU / MMLU evaluation",
     "quantize": "int8 / int4 quantization",
     "index": "document indexing for search-augmented answers",
@@ -185,6 +183,8 @@ def cmd_data_train_quality(args) -> None:
 
 def cmd_train(args) -> None:
     from baichuan.train.pretrain import config_from_args, train
+    if args.command in ("sft", "dpo"):
+        args.task = args.command
     train(config_from_args(args))
 
 
@@ -265,10 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True)
     d.set_defaults(func=cmd_data_train_quality)
 
-    p = sub.add_parser("train", help="pretrain (one process; use torchrun -m baichuan.train for many)")
     from baichuan.train.pretrain import add_args as add_train_args
-    add_train_args(p)
-    p.set_defaults(func=cmd_train)
+    for name, what in (("train", "pretrain (one process; torchrun -m baichuan.train for many)"),
+                       ("sft", "supervised fine-tuning on chat JSONL (full, --lora, or QLoRA with --quantize-base int4)"),
+                       ("dpo", "preference tuning (DPO) on prompt/chosen/rejected JSONL")):
+        p = sub.add_parser(name, help=what)
+        add_train_args(p)
+        p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="complete a prompt")
     p.add_argument("model")

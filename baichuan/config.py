@@ -93,7 +93,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # tests: a few hundred thousand parameters, runs in milliseconds
-    "tiny": ModelConfig(vocab_size=512, hidden_size=64, intermediate_size=176, num_layers=2, num_heads=4,
+    "tiny": ModelConfig(vocab_size=512, hidden_size=64, intermediate_size=192, num_layers=2, num_heads=4,
                         max_len=256, name="tiny"),
     # CPU training in minutes (~11M parameters with a 16k vocab; ~2,000 tokens/s on 2 cores)
     "small": ModelConfig(vocab_size=16000, hidden_size=256, intermediate_size=704, num_layers=4, num_heads=4,

@@ -39,7 +39,8 @@ from baichuan.train.parallel import init_distributed, parallelize
 
 @dataclass
 class TrainConfig:
-    data: str                               # token shard folder (tokens.json) from `baichuan data`
+    data: str                               # pretrain: token shards (tokens.json); sft: chat JSONL; dpo: pairs JSONL
+    task: str = "pretrain"                  # "pretrain", "sft" or "dpo"
     out: str = "out/train"
     preset: str = "small"
     model: dict = field(default_factory=dict)   # ModelConfig overrides, e.g. {"num_layers": 4}
@@ -72,9 +73,25 @@ class TrainConfig:
     max_skips: int = 10                     # consecutive skipped steps before the run stops
     export: bool = True                     # write out/model at the end
     export_only: bool = False               # just export the latest checkpoint under out/ and stop
+    lora: dict | None = None                # {"r": 8, "alpha": 16, "dropout": 0.05, "targets": [...]}: train adapters only
+    quantize_base: str | None = None        # "int4" (or "int4:64" for a group size): QLoRA, needs lora
+    on_long: str = "skip"                   # sft/dpo: a conversation over seq_len+1 tokens: "skip" or "truncate"
+    on_error: str = "skip"                  # sft/dpo: a bad line: "skip" (reported, counted) or "refuse"
+    dpo_beta: float = 0.1
+
+    def __post_init__(self):
+        if self.task not in ("pretrain", "sft", "dpo"):
+            raise BaichuanError(f"task must be pretrain, sft or dpo, got {self.task!r}")
+        if self.quantize_base and not self.lora:
+            raise BaichuanError("quantize_base (QLoRA) trains adapters only: give lora settings too")
+        if self.on_long not in ("skip", "truncate") or self.on_error not in ("skip", "refuse"):
+            raise BaichuanError("on_long must be skip or truncate; on_error must be skip or refuse")
 
     def global_batch(self, world: int) -> int:
         return self.batch_size * world * self.grad_accum
+
+
+JSON_FIELDS = ("model", "val_data", "betas", "lora")
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
@@ -159,14 +176,68 @@ def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
     return getattr(torch, cfg.dtype)
 
 
-def initial_state(mc: ModelConfig, cfg: TrainConfig) -> dict:
-    """The starting weights, built on the CPU from the seed (or loaded), identical on every rank
-    and for every world size: that is what lets 2 ranks reproduce 1 rank's losses."""
-    if cfg.init_from:
-        from baichuan.checkpoint import load_pretrained
-        return load_pretrained(cfg.init_from, device="cpu", dtype=torch.float32).state_dict()
+def initial_model(mc: ModelConfig, cfg: TrainConfig) -> Baichuan:
+    """The starting model on the CPU in fp32, seeded or loaded, with its quantized base and adapters
+    as configured: identical on every rank and for every world size, which is what lets 2 ranks
+    reproduce 1 rank's losses."""
     torch.manual_seed(cfg.seed)
-    return build(mc, device="cpu").state_dict()
+    model = build(mc, device="cpu", init=not cfg.init_from)
+    if cfg.init_from:
+        from baichuan.checkpoint import load_weights
+        load_weights(model, cfg.init_from)
+    if cfg.quantize_base:
+        from baichuan.quant import quantize
+        mode, _, group = cfg.quantize_base.partition(":")
+        quantize(model, mode, **({"group_size": int(group)} if group else {}))
+    if cfg.lora:
+        from baichuan.train.lora import add_lora
+        torch.manual_seed(cfg.seed)
+        add_lora(model, **_lora_kwargs(cfg.lora))
+    return model.train()
+
+
+def _lora_kwargs(lora: dict) -> dict:
+    allowed = {"r", "alpha", "dropout", "targets"}
+    if set(lora) - allowed:
+        raise BaichuanError(f"lora settings: unknown {sorted(set(lora) - allowed)}; use {sorted(allowed)}")
+    return lora
+
+
+def tokenizer_path(cfg: TrainConfig) -> str | None:
+    return cfg.tokenizer or cfg.init_from
+
+
+def data_vocab(cfg: TrainConfig) -> int:
+    if cfg.task == "pretrain":
+        return open_shards(cfg.data).manifest["vocab_size"]
+    if not tokenizer_path(cfg):
+        raise BaichuanError(f"{cfg.task} needs a tokenizer: give --tokenizer or --init-from a model directory")
+    from baichuan.tokenizer import Tokenizer
+    return Tokenizer.load(tokenizer_path(cfg)).vocab_size
+
+
+def make_objective(cfg: TrainConfig, mc: ModelConfig, model, rank: int, world: int, device, amp):
+    """(objective, tokens per sequence, a line describing the data) for the task."""
+    from baichuan.train.objectives import DPOObjective, LMObjective, PackedLoader
+    if cfg.task == "pretrain":
+        shards = open_shards(cfg.data)
+        loader = TokenLoader(shards, cfg.seq_len, cfg.batch_size, rank, world, cfg.seed)
+        total = shards.manifest["total_tokens"]
+        return LMObjective(loader, mc.z_loss_weight), cfg.seq_len, \
+            f"{total:,} tokens in {len(shards.files)} shard(s)"
+    from baichuan.tokenizer import Tokenizer
+    from baichuan.train.chat_data import load_chats, load_pairs, pack
+    tok = Tokenizer.load(tokenizer_path(cfg))
+    if cfg.task == "sft":
+        examples, report = load_chats(cfg.data, tok, cfg.seq_len + 1, cfg.on_long, cfg.on_error, tok.eos_id)
+        arrays = pack(examples, cfg.seq_len, pad_id=mc.pad_token_id)
+        loader = PackedLoader(arrays, cfg.batch_size, rank, world, cfg.seed)
+        learned = int((arrays["labels"][:, 1:] != -100).sum())
+        return LMObjective(loader, mc.z_loss_weight), cfg.seq_len, \
+            f"{report.summary()}; packed into {loader.total} rows of {cfg.seq_len + 1}, {learned:,} tokens learned"
+    arrays, report = load_pairs(cfg.data, tok, cfg.seq_len, cfg.on_long, cfg.on_error, tok.eos_id)
+    objective = DPOObjective(model, arrays, cfg.batch_size, rank, world, cfg.seed, cfg.dpo_beta, device, amp)
+    return objective, 2 * cfg.seq_len, f"{report.summary()}; reference log-probs computed once"
 
 
 def evaluate(model, val: dict[str, TokenShards], cfg: TrainConfig, amp) -> dict:
@@ -195,9 +266,8 @@ def _device(model) -> torch.device:
 def train(cfg: TrainConfig) -> dict:
     rank, world, device = init_distributed()
     out = Path(cfg.out)
-    shards = open_shards(cfg.data)
     val = {name: open_shards(path) for name, path in cfg.val_data.items()}
-    mc = model_config(cfg, shards.manifest["vocab_size"])
+    mc = model_config(cfg, data_vocab(cfg))
     dtype = compute_dtype(cfg, device)
     need, have = memory_estimate(mc, cfg, world, dtype.itemsize), available_memory(device)
     if need > 0.9 * have:
@@ -205,29 +275,33 @@ def train(cfg: TrainConfig) -> dict:
             f"{mc.describe()} with batch {cfg.batch_size} x {cfg.seq_len} needs about {need / 1e9:.1f} GB per "
             f"rank; {device} has {have / 1e9:.1f} GB. Lower batch_size or seq_len, turn on "
             f"activation_checkpointing, or add GPUs (FSDP shards the 16 B/param of weights and AdamW state)")
-    loader = TokenLoader(shards, cfg.seq_len, cfg.batch_size, rank, world, cfg.seed)
 
     # model: fp32 master weights, identical start on every rank
-    init = initial_state(mc, cfg) if (rank == 0 or world == 1) else {}
+    compile_ = cfg.compile and device.type == "cuda"
     if world > 1:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        if cfg.quantize_base:
+            raise BaichuanError("QLoRA (quantize_base) runs on one GPU; use plain LoRA across several")
+        full = initial_model(mc, cfg).state_dict() if rank == 0 else {}
         with torch.device("meta"):
             model = Baichuan(mc)
-        parallelize(model, world_size=world, compile=cfg.compile and device.type == "cuda",
-                    activation_checkpointing=cfg.activation_checkpointing,
+        if cfg.lora:
+            from baichuan.train.lora import add_lora
+            add_lora(model, **_lora_kwargs(cfg.lora))
+        parallelize(model, world_size=world, compile=compile_, activation_checkpointing=cfg.activation_checkpointing,
                     param_dtype=dtype if dtype != torch.float32 else None)
         model.to_empty(device=device)
-        set_model_state_dict(model, init, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        del full
         amp_ctx = lambda: torch.autocast(device.type, enabled=False)  # noqa: E731 - FSDP casts the params
     else:
-        model = build(mc, device=device, init=False)
-        model.load_state_dict(init)
-        parallelize(model, world_size=1, compile=cfg.compile and device.type == "cuda",
-                    activation_checkpointing=cfg.activation_checkpointing)
+        model = initial_model(mc, cfg).to(device)
+        parallelize(model, world_size=1, compile=compile_, activation_checkpointing=cfg.activation_checkpointing)
         amp_ctx = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)  # noqa: E731
-    del init
+    objective, seq_tokens, data_line = make_objective(cfg, mc, model, rank, world, device, amp_ctx)
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
+    frozen = bool(cfg.lora)  # adapters only: checkpoints hold the trainable weights, not the base
 
     # resume
     step, guard = 0, {"recent": [], "skips": 0, "skipped_steps": []}
@@ -244,52 +318,57 @@ def train(cfg: TrainConfig) -> dict:
             raise BaichuanError(f"{resume_from}: saved with global batch {meta['global_batch']} "
                                 f"({meta['world_size']} ranks); now {cfg.global_batch(world)} ({world} ranks). "
                                 f"Keep batch_size * ranks * grad_accum the same to reshard")
-        meta = train_state.load(resume_from, model, optimizer)
-        loader.load_state_dict(meta["loader"])
+        meta = train_state.load(resume_from, model, optimizer, frozen=frozen)
+        objective.load_state_dict(meta["loader"])
         step, guard = meta["step"], meta["guard"]
         print0(f"resumed from {resume_from} at step {step}"
                + (f" (was {meta['world_size']} ranks, now {world}: resharded)" if meta["world_size"] != world else ""))
     if cfg.export_only:
         if resume_from is None:
             raise BaichuanError(f"{ckpt_root}: no checkpoint to export")
-        return {"steps": step, "model_dir": str(export(model, mc, out / "model", cfg.tokenizer, rank))}
+        return {"steps": step, **export(model, mc, cfg, rank)}
 
-    tokens_per_step = cfg.global_batch(world) * cfg.seq_len
+    tokens_per_step = cfg.global_batch(world) * seq_tokens
     flops_per_token = mc.flops_per_token(cfg.seq_len)
     peak = peak_flops(device)
     log = MetricsLog(out / "metrics.jsonl", enabled=rank == 0)
-    baseline = unigram_baseline(shards, next(iter(val.values())), shards.manifest["vocab_size"]) if val else None
+    baseline = None
+    if val and cfg.task == "pretrain":
+        baseline = unigram_baseline(open_shards(cfg.data), next(iter(val.values())), mc.vocab_size)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-    print0(f"model     {mc.describe()}\n"
-           f"          {mc.num_params(embeddings=False) / 1e6:,.1f}M non-embedding params, "
-           f"{flops_per_token / 1e9:.3f} GFLOP/token at seq {cfg.seq_len}\n"
-           f"data      {shards.manifest['total_tokens']:,} tokens in {len(shards.files)} shard(s); "
-           f"planned {cfg.steps * tokens_per_step:,} tokens = {cfg.steps * tokens_per_step / max(1, shards.manifest['total_tokens']):.2f} epochs\n"
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print0(f"task      {cfg.task}" + (f" with LoRA {cfg.lora}" if cfg.lora else "")
+           + (f" over a {cfg.quantize_base} base" if cfg.quantize_base else "") + "\n"
+           f"model     {mc.describe()}\n"
+           f"          {mc.num_params(embeddings=False) / 1e6:,.1f}M non-embedding params, {trainable / 1e6:,.2f}M "
+           f"trainable, {flops_per_token / 1e9:.3f} GFLOP/token at seq {cfg.seq_len}\n"
+           f"data      {data_line}\n"
            f"batch     {cfg.batch_size} seq x {world} rank(s) x {cfg.grad_accum} accum = {cfg.global_batch(world)} seq "
-           f"= {tokens_per_step:,} tokens/step\n"
+           f"= {tokens_per_step:,} tokens/step, {cfg.steps} steps\n"
            f"compute   {device.type} x {world}, {str(dtype).removeprefix('torch.')} compute, fp32 master weights, "
-           f"compile {cfg.compile and device.type == 'cuda'}, activation checkpointing {cfg.activation_checkpointing}\n"
+           f"compile {compile_}, activation checkpointing {cfg.activation_checkpointing}\n"
            f"memory    ~{need / 1e9:.2f} GB/rank estimated of {have / 1e9:.1f} GB"
            + (f"\nbaseline  unigram validation loss {baseline:.4f}" if baseline is not None else "")
            + ("" if peak else "\nMFU       not shown: no peak FLOP/s known for this device"))
 
-    t_start, t_last, step0, result = time.time(), time.time(), step, {}
+    t_start, t_last, step0, result, loss_val = time.time(), time.time(), step, {}, None
     while step < cfg.steps:
         lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps, cfg.schedule, cfg.min_lr_ratio)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        loss_sum = 0.0
+        loss_sum, extra = 0.0, {}
         for _ in range(cfg.grad_accum):
-            x, y = loader.next_batch()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            batch = objective.next_batch()
             with amp_ctx():
-                loss = lm_loss(model(x), y, mc.z_loss_weight)
+                loss, metrics = objective.loss(model, batch, device)
             (loss / cfg.grad_accum).backward()
             loss_sum += loss.item()
+            for k, v in metrics.items():
+                extra[k] = extra.get(k, 0.0) + v / cfg.grad_accum
         loss_val = _all_mean(loss_sum / cfg.grad_accum, device)
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         gnorm = float(gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm)
         skip_reason = _guard(loss_val, gnorm, step, cfg, guard)
         if skip_reason:
@@ -317,10 +396,11 @@ def train(cfg: TrainConfig) -> dict:
             tps = tokens_per_step / dt
             mfu = tps * flops_per_token / (world * peak) if peak else None
             eta = (cfg.steps - step) * (now - t_start) / max(1, step - step0)
-            print0(f"step {step:>6}/{cfg.steps} | loss {loss_val:.4f} | lr {lr:.2e} | gnorm {gnorm:.3f} | "
+            shown = "".join(f" | {k.replace('_', ' ')} {v:.3f}" for k, v in extra.items())
+            print0(f"step {step:>6}/{cfg.steps} | loss {loss_val:.4f}{shown} | lr {lr:.2e} | gnorm {gnorm:.3f} | "
                    f"{tps:,.0f} tok/s" + (f" | MFU {mfu * 100:.1f}%" if mfu else "") + f" | ETA {_duration(eta)}")
             log.write(kind="train", step=step, loss=loss_val, lr=lr, grad_norm=gnorm, tokens_per_s=tps, mfu=mfu,
-                      tokens=step * tokens_per_step, time=now - t_start)
+                      tokens=step * tokens_per_step, time=now - t_start, **extra)
         if val and (step % cfg.eval_every == 0 or step == cfg.steps):
             ev = evaluate(model, val, cfg, amp_ctx)
             print0("eval      " + " | ".join(f"{k} loss {v['loss']:.4f}" + (f" bpb {v['bpb']:.3f}" if v["bpb"] else "")
@@ -329,17 +409,17 @@ def train(cfg: TrainConfig) -> dict:
             log.write(kind="val", step=step, val_loss=val_loss, **{f"{k}_{m}": v[m] for k, v in ev.items() for m in v})
             result["val"] = ev
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            meta = {"loader": loader.state_dict(), "guard": guard, "world_size": world,
+            meta = {"loader": objective.state_dict(), "guard": guard, "world_size": world,
                     "global_batch": cfg.global_batch(world), "fingerprint": fingerprint,
                     "fingerprint_fields": _fingerprint_fields(cfg, mc), "config": dataclasses.asdict(cfg)}
-            train_state.save(ckpt_root, step, model, optimizer, meta, cfg.keep)
+            train_state.save(ckpt_root, step, model, optimizer, meta, cfg.keep, frozen=frozen)
 
     result.update(steps=step, final_loss=loss_val if cfg.steps > step0 else None, baseline=baseline,
                   skipped_steps=guard["skipped_steps"], seconds=time.time() - t_start)
     if rank == 0:
         plot_losses(log.records(), out / "loss.png", baseline)
     if cfg.export:
-        result["model_dir"] = str(export(model, mc, out / "model", cfg.tokenizer, rank))
+        result.update(export(model, mc, cfg, rank))
     return result
 
 
@@ -357,7 +437,8 @@ def _guard(loss: float, gnorm: float, step: int, cfg: TrainConfig, guard: dict) 
 
 def _fingerprint_fields(cfg: TrainConfig, mc: ModelConfig) -> dict:
     """What must not change across a resume: the model shape and what defines the data order."""
-    return {"model": {k: v for k, v in dataclasses.asdict(mc).items() if k != "name"},
+    return {"model": {k: v for k, v in dataclasses.asdict(mc).items() if k != "name"}, "task": cfg.task,
+            "lora": cfg.lora, "quantize_base": cfg.quantize_base,
             "seq_len": cfg.seq_len, "seed": cfg.seed, "data": str(Path(cfg.data).resolve())}
 
 
@@ -366,24 +447,37 @@ def _fingerprint(cfg: TrainConfig, mc: ModelConfig) -> str:
     return hashlib.sha256(json.dumps(_fingerprint_fields(cfg, mc), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def export(model, mc: ModelConfig, out_dir: Path, tokenizer: str | None, rank: int) -> Path:
-    """Write the model as an HF-style Baichuan directory (rank 0 gathers the full weights)."""
+def export(model, mc: ModelConfig, cfg: TrainConfig, rank: int) -> dict:
+    """Write out/model as an HF-style Baichuan directory (rank 0 gathers the full weights); with
+    LoRA, also out/adapter (PEFT layout) and the model with the adapter merged in (for QLoRA, into
+    the unquantized base weights)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     from baichuan.checkpoint import save_pretrained
+    out = Path(cfg.out)
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    paths = {"model_dir": str(out / "model")}
     if rank == 0:
-        cpu_model = build(mc, device="cpu", init=False)
-        cpu_model.load_state_dict(full)
         tok = None
-        if tokenizer:
+        if tokenizer_path(cfg):
             from baichuan.tokenizer import Tokenizer
-            tok = Tokenizer.load(tokenizer)
-        save_pretrained(cpu_model.train(), out_dir, tokenizer=tok)
-        print0(f"exported  {out_dir}")
+            tok = Tokenizer.load(tokenizer_path(cfg))
+        if cfg.lora:
+            from baichuan.train.lora import merge_lora, save_adapter
+            # the trained adapters on the unquantized base (for QLoRA the int4 base is not merged into)
+            model_out = initial_model(mc, dataclasses.replace(cfg, quantize_base=None))
+            trained = full if not cfg.quantize_base else {k: v for k, v in full.items() if ".lora_" in k}
+            model_out.load_state_dict(trained, strict=not cfg.quantize_base)
+            paths["adapter_dir"] = str(save_adapter(model_out, out / "adapter", base_model=cfg.init_from))
+            merge_lora(model_out)
+        else:
+            model_out = build(mc, device="cpu", init=False)
+            model_out.load_state_dict(full)
+        save_pretrained(model_out.train(), out / "model", tokenizer=tok)
+        print0(f"exported  {out / 'model'}" + (f" and {out / 'adapter'}" if cfg.lora else ""))
     if dist.is_initialized():
         dist.barrier()
-    return out_dir
+    return paths
 
 
 # ---------------------------------------------------------------------------------- command
@@ -392,7 +486,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML file with TrainConfig fields (command-line flags override it)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.name in ("model", "val_data", "betas"):
+        if f.name in JSON_FIELDS:
             p.add_argument(flag, help="JSON")
         elif f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
@@ -419,7 +513,7 @@ def config_from_args(args) -> TrainConfig:
         v = getattr(args, f.name, None)
         if v is None:
             continue
-        if f.name in ("model", "val_data", "betas"):
+        if f.name in JSON_FIELDS:
             try:
                 v = json.loads(v)
             except json.JSONDecodeError as e:
@@ -429,7 +523,7 @@ def config_from_args(args) -> TrainConfig:
     if unknown:
         raise BaichuanError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     if "data" not in raw:
-        raise BaichuanError("training needs --data (a token shard folder from `baichuan data run`)")
+        raise BaichuanError("training needs --data (token shards from `baichuan data run`, or chat JSONL for sft/dpo)")
     return TrainConfig(**raw)
 
 

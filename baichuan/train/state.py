@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from baichuan.errors import BaichuanError
 
@@ -48,7 +48,8 @@ def latest(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save(root: Path, step: int, model, optimizer, meta: dict, keep: int = 3) -> Path:
+def save(root: Path, step: int, model, optimizer, meta: dict, keep: int = 3, frozen: bool = False) -> Path:
+    """`frozen=True` leaves frozen parameters out (LoRA: the base weights come from init_from)."""
     root = Path(root)
     final = root / f"step_{step:08d}"
     tmp = root / f".step_{step:08d}.partial"
@@ -57,7 +58,7 @@ def save(root: Path, step: int, model, optimizer, meta: dict, keep: int = 3) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=StateDictOptions(ignore_frozen_params=frozen))
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
         warnings.filterwarnings("ignore", message=".*single process.*")
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
@@ -85,11 +86,12 @@ def read_meta(path: Path) -> dict:
         raise BaichuanError(f"{file}: unreadable checkpoint metadata ({e})") from None
 
 
-def load(path: Path, model, optimizer) -> dict:
+def load(path: Path, model, optimizer, frozen: bool = False) -> dict:
     """Restore model, optimizer and this rank's RNG from `path`; returns meta.json."""
     path = Path(path)
     meta = read_meta(path)
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    options = StateDictOptions(ignore_frozen_params=frozen, strict=not frozen)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=options)
     state = {"model": model_sd, "optim": optim_sd}
     try:
         with warnings.catch_warnings():
@@ -97,7 +99,7 @@ def load(path: Path, model, optimizer) -> dict:
             dcp.load(state, checkpoint_id=str(path))
     except Exception as e:  # noqa: BLE001 - DCP raises CheckpointException wrapping per-rank errors
         raise BaichuanError(f"{path}: cannot restore the training state ({str(e).splitlines()[0][:300]})") from None
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=options)
     rng_file = path / f"rng_rank{_rank()}.pt"
     if rng_file.exists():  # absent after a change of world size: ranks then keep their fresh seeds
         rng = torch.load(rng_file, weights_only=True)

@@ -1,0 +1,237 @@
+"""Chat data for supervised fine-tuning: read, render with the chat template, label, pack.
+
+Accepted JSONL lines (one conversation each):
+    {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}       OpenAI style
+    {"conversations": [{"from": "human"|"gpt"|..., "value": "..."}, ...]}            Baichuan 2 fine-tune.py
+
+Rendering is the chat prompt's (tokenizer.py): an optional system text with no role token, then
+195 + user text and 196 + assistant text per turn, no EOS between turns, EOS at the end. Labels
+follow Baichuan 2's fine-tune.py: assistant text is learned; role tokens, user and system text are
+not; and EOS is the label at each user role token that follows an assistant reply, so the model
+learns to stop exactly where the next user turn would begin (while EOS never appears inside the
+history). Labels are aligned with the inputs, HF style: the model at position t predicts labels[t+1].
+
+Packing puts several conversations in one row of seq_len+1 tokens with segment ids, so attention
+stays within a conversation (block-diagonal) and positions restart for each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from baichuan.config import ASSISTANT_TOKEN_ID, USER_TOKEN_ID
+from baichuan.errors import BaichuanError
+
+IGNORE = -100
+ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
+         "bot": "assistant"}
+
+
+@dataclass
+class ChatReport:
+    """What happened to every line: kept, or dropped/refused with a reason (first examples listed)."""
+    lines: int = 0
+    kept: int = 0
+    truncated: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def problem(self, where: str, reason: str) -> None:
+        self.dropped[reason] += 1
+        if len(self.examples) < 20:
+            self.examples.append(f"{where}: {reason}")
+
+    def summary(self) -> str:
+        drops = ", ".join(f"{r} {n}" for r, n in self.dropped.most_common()) or "none"
+        return (f"{self.lines} lines: {self.kept} kept ({self.truncated} truncated), "
+                f"{sum(self.dropped.values())} dropped ({drops})")
+
+
+def parse_conversation(record) -> list[dict]:
+    """A JSONL record -> [{"role", "content"}]; raises ValueError(reason) when it is not a chat."""
+    if not isinstance(record, dict):
+        raise ValueError("not_an_object")
+    if "messages" in record:
+        turns = [(m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
+                 for m in record["messages"] or []]
+    elif "conversations" in record:
+        turns = [(m.get("from"), m.get("value")) if isinstance(m, dict) else (None, None)
+                 for m in record["conversations"] or []]
+    else:
+        raise ValueError("no_messages")
+    out = []
+    for role, content in turns:
+        if role not in ROLES:
+            raise ValueError(f"unknown_role:{role}")
+        if not isinstance(content, str):
+            raise ValueError("content_not_a_string")
+        out.append({"role": ROLES[role], "content": content})
+    if any(m["role"] == "system" for m in out[1:]):
+        raise ValueError("system_not_first")
+    if not any(m["role"] == "assistant" for m in out):
+        raise ValueError("no_assistant_turn")
+    if any(m["role"] == "assistant" and not m["content"].strip() for m in out):
+        raise ValueError("empty_assistant_turn")
+    return out
+
+
+def render(tok, messages: list[dict], eos_id: int) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one conversation, Baichuan 2's SFT scheme (module docstring)."""
+    ids, labels = [], []
+    prev = None
+    for m in messages:
+        text = tok.encode(m["content"]) if m["content"] else []
+        if m["role"] == "system":
+            ids += text
+            labels += [IGNORE] * len(text)
+        elif m["role"] == "user":
+            ids += [USER_TOKEN_ID] + text
+            labels += [eos_id if prev == "assistant" else IGNORE] + [IGNORE] * len(text)
+        else:
+            ids += [ASSISTANT_TOKEN_ID] + text
+            labels += [IGNORE] + text
+        prev = m["role"]
+    if prev == "assistant":
+        ids.append(eos_id)
+        labels.append(eos_id)
+    return ids, labels
+
+
+def load_chats(path: str | Path, tok, max_tokens: int, on_long: str = "skip", on_error: str = "skip",
+               eos_id: int = 2) -> tuple[list[tuple[list[int], list[int]]], ChatReport]:
+    """Rendered conversations of a JSONL file and what was dropped. on_error="refuse" raises at the
+    first bad line; on_long="truncate" cuts long conversations to max_tokens instead of dropping."""
+    path = Path(path)
+    if not path.is_file():
+        raise BaichuanError(f"{path}: no such chat data file")
+    report, out = ChatReport(), []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            report.lines += 1
+            where = f"{path}:{lineno}"
+            try:
+                messages = parse_conversation(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                reason = "bad_json"
+            except ValueError as e:
+                reason = str(e)
+            else:
+                ids, labels = render(tok, messages, eos_id)
+                if len(ids) > max_tokens and on_long == "truncate":
+                    ids, labels = ids[:max_tokens], labels[:max_tokens]
+                    report.truncated += 1
+                if len(ids) > max_tokens:
+                    reason = f"longer_than_context ({len(ids)} > {max_tokens} tokens)"
+                elif all(lab == IGNORE for lab in labels[1:]):
+                    reason = "nothing_to_learn"
+                else:
+                    out.append((ids, labels))
+                    report.kept += 1
+                    continue
+            if on_error == "refuse":
+                raise BaichuanError(f"{where}: {reason}")
+            report.problem(where, reason.split(" (")[0])
+    if not out:
+        raise BaichuanError(f"{path}: no usable conversation ({report.summary()})")
+    return out, report
+
+
+def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Rows of seq_len+1 tokens, first-fit in order of decreasing length. Returns int32 arrays
+    [N, seq_len+1]: tokens, labels (IGNORE on padding), segments (one id per conversation; padding
+    gets its own) and positions (restarting at 0 for each conversation)."""
+    width = seq_len + 1
+    rows: list[list[int]] = []   # example indices per row
+    room: list[int] = []
+    for i in sorted(range(len(examples)), key=lambda i: -len(examples[i][0])):
+        n = len(examples[i][0])
+        if n > width:
+            raise BaichuanError(f"a conversation of {n} tokens does not fit in seq_len+1 = {width}")
+        for r, free in enumerate(room):
+            if free >= n:
+                rows[r].append(i)
+                room[r] -= n
+                break
+        else:
+            rows.append([i])
+            room.append(width - n)
+    arrays = {k: np.full((len(rows), width), fill, dtype=np.int32)
+              for k, fill in (("tokens", pad_id), ("labels", IGNORE), ("segments", 0), ("positions", 0))}
+    for r, members in enumerate(rows):
+        at = 0
+        for seg, i in enumerate(members):
+            ids, labels = examples[i]
+            n = len(ids)
+            arrays["tokens"][r, at:at + n] = ids
+            arrays["labels"][r, at:at + n] = labels
+            arrays["labels"][r, at] = IGNORE  # never learn across a conversation boundary
+            arrays["segments"][r, at:at + n] = seg
+            arrays["positions"][r, at:at + n] = np.arange(n)
+            at += n
+        arrays["segments"][r, at:] = len(members)
+        arrays["positions"][r, at:] = np.arange(width - at)
+    return arrays
+
+
+def load_pairs(path: str | Path, tok, seq_len: int, on_long: str = "skip", on_error: str = "skip",
+               eos_id: int = 2) -> tuple[dict[str, np.ndarray], ChatReport]:
+    """Preference pairs for DPO, one JSONL line each: {"prompt": str or messages, "chosen": str,
+    "rejected": str}. Returns tokens and labels [N, 2, seq_len+1] (row 0 chosen, row 1 rejected;
+    labels only on the answer and its EOS) and the report."""
+    path = Path(path)
+    if not path.is_file():
+        raise BaichuanError(f"{path}: no such preference data file")
+    width, report, rows = seq_len + 1, ChatReport(), []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            report.lines += 1
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                if not isinstance(rec, dict):
+                    raise ValueError("not_an_object")
+                prompt, chosen, rejected = rec.get("prompt"), rec.get("chosen"), rec.get("rejected")
+                if not all(isinstance(x, str) for x in (chosen, rejected)):
+                    raise ValueError("chosen_or_rejected_missing")
+                if chosen.strip() == rejected.strip():
+                    raise ValueError("identical_answers")
+                if isinstance(prompt, str):
+                    prompt = [{"role": "user", "content": prompt}]
+                messages = parse_conversation({"messages": prompt + [{"role": "assistant", "content": "x"}]})[:-1]
+                pair = []
+                for answer in (chosen, rejected):
+                    ids, labels = render(tok, messages + [{"role": "assistant", "content": answer}], eos_id)
+                    if len(ids) > width and on_long == "truncate":
+                        ids, labels = ids[:width], labels[:width]
+                    if len(ids) > width:
+                        raise ValueError(f"longer_than_context ({len(ids)} > {width} tokens)")
+                    pair.append((ids, labels))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                reason = "bad_json"
+            except (ValueError, TypeError) as e:
+                reason = str(e) if isinstance(e, ValueError) else "bad_prompt"
+            else:
+                rows.append(pair)
+                report.kept += 1
+                continue
+            if on_error == "refuse":
+                raise BaichuanError(f"{where}: {reason}")
+            report.problem(where, reason.split(" (")[0])
+    if not rows:
+        raise BaichuanError(f"{path}: no usable preference pair ({report.summary()})")
+    tokens = np.zeros((len(rows), 2, width), dtype=np.int32)
+    labels = np.full((len(rows), 2, width), IGNORE, dtype=np.int32)
+    for i, pair in enumerate(rows):
+        for j, (ids, lab) in enumerate(pair):
+            tokens[i, j, :len(ids)] = ids
+            labels[i, j, :len(lab)] = lab
+    return {"tokens": tokens, "labels": labels}, report
