@@ -4,9 +4,10 @@
     2. tokenizer  SentencePiece BPE with Baichuan 2's recipe, trained on the cleaned text
     3. report     compression on held-out text, beside the released Baichuan tokenizers if you have them
     4. tokens     the cleaned corpus (and the held-out zh/en text) as token shards
-    5. pretrain   a small Baichuan model (CPU: ~10 minutes; `--profile gpu`: ~100M parameters)
-    6. samples    Chinese and English continuations from the trained model
-    7. eval       validation loss and bits per byte per language against a unigram baseline
+    5. pretrain   a small Baichuan model (CPU: ~10 minutes; `--preset gpu`: ~100M parameters)
+    6. sft        a short chat fine-tune on the bundled zh/en chat set (Baichuan 2 chat format)
+    7. samples    continuations from the base model, and a two-turn chat with the chat model
+    8. eval       validation loss and bits per byte per language against a unigram baseline
 
 Everything lands under --out (default out/speedrun). A rerun resumes: finished data tasks and
 training checkpoints are reused.
@@ -22,14 +23,15 @@ from pathlib import Path
 # (~2,000 tokens/s on the 11M-parameter `small` preset); "gpu" trains the ~100M `100m` preset.
 PROFILES = {
     "cpu": dict(preset="small", vocab_size=16000, seq_len=256, batch_size=16, steps=300, lr=1e-3, warmup=30,
-                eval_every=100, eval_batches=16),
+                eval_every=100, eval_batches=16, sft_steps=60, sft_lr=5e-4),
     "gpu": dict(preset="100m", vocab_size=32000, seq_len=1024, batch_size=32, steps=3000, lr=6e-4, warmup=200,
-                eval_every=500, eval_batches=32),
+                eval_every=500, eval_batches=32, sft_steps=300, sft_lr=1e-4),
     # the test suite's end-to-end check: every stage, seconds not minutes
     "test": dict(preset="tiny", vocab_size=16000, seq_len=64, batch_size=4, steps=6, lr=1e-3, warmup=2,
-                 eval_every=6, eval_batches=2),
+                 eval_every=6, eval_batches=2, sft_steps=3, sft_lr=1e-3),
 }
 SAMPLE_PROMPTS = ("床前明月光，", "子曰：", "To be, or not to be,", "And God said,")
+CHAT_TURNS = ("床前明月光的下一句是什么？", "Who wrote Hamlet?")
 
 
 def _step(title: str) -> float:
@@ -48,7 +50,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     from baichuan.errors import BaichuanError
     from baichuan.eval.tokenizer_report import compression_report, format_report, reference_tokenizers
     from baichuan.generate import SamplingParams, generate
-    from baichuan.tokenizer import Tokenizer, train_tokenizer
+    from baichuan.tokenizer import Tokenizer, build_chat_input, train_tokenizer
     from baichuan.train.pretrain import TrainConfig, train
 
     if profile not in PROFILES:
@@ -59,14 +61,14 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     timings, started = {}, time.time()
     executor = "pool" if workers > 1 else "local"
 
-    t = _step("1/7 data: bundled corpus -> normalize, langid, quality filters, PII, dedup")
+    t = _step("1/8 data: bundled corpus -> normalize, langid, quality filters, PII, dedup")
     data_cfg = dict(inputs=[str(f) for f in corpus.files(split="train")], output=str(out_dir / "data"),
                     executor=executor, workers=workers)
     report = pipeline.run(pipeline.config_from_dict(data_cfg), progress=False)
     print((out_dir / "data" / "report.md").read_text(encoding="utf-8").split("## Composition")[0])
     timings["data_s"] = time.time() - t
 
-    t = _step(f"2/7 tokenizer: SentencePiece BPE, {prof['vocab_size']} pieces, Baichuan 2 recipe")
+    t = _step(f"2/8 tokenizer: SentencePiece BPE, {prof['vocab_size']} pieces, Baichuan 2 recipe")
     text_file = out_dir / "tokenizer-train.txt"
     manifest = json.loads((out_dir / "data" / "manifest.json").read_text(encoding="utf-8"))
     with open(text_file, "w", encoding="utf-8") as f:
@@ -78,7 +80,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     print(f"  wrote {out_dir / 'tokenizer' / 'tokenizer.model'}")
     timings["tokenizer_s"] = time.time() - t
 
-    t = _step("3/7 compression on held-out text (tokens/char: lower is better)")
+    t = _step("3/8 compression on held-out text (tokens/char: lower is better)")
     toks = {"ours": tok, **{name: Tokenizer.load(p) for name, p in reference_tokenizers(baichuan_assets).items()}}
     if len(toks) == 1:
         print("  (pass --baichuan-assets DIR or set BAICHUAN_ASSETS to compare with the released tokenizers)")
@@ -89,7 +91,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     (out_dir / "tokenizer_report.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
     timings["report_s"] = time.time() - t
 
-    t = _step("4/7 tokens: training corpus and held-out zh / en text as token shards")
+    t = _step("4/8 tokens: training corpus and held-out zh / en text as token shards")
     tok_dir = str(out_dir / "tokenizer")
     pipeline.run(pipeline.config_from_dict({**data_cfg, "tokenizer": tok_dir}), progress=False)
     val = {}
@@ -104,7 +106,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
         f"{k} {json.loads((Path(v) / 'tokens.json').read_text())['total_tokens']:,}" for k, v in val.items()))
     timings["tokens_s"] = time.time() - t
 
-    t = _step(f"5/7 pretrain: preset {prof['preset']!r}, {prof['steps']} steps")
+    t = _step(f"5/8 pretrain: preset {prof['preset']!r}, {prof['steps']} steps")
     tcfg = TrainConfig(data=str(out_dir / "data" / "tokens"), out=str(out_dir / "train"), tokenizer=tok_dir,
                        val_data=val, preset=prof["preset"], seq_len=prof["seq_len"], batch_size=prof["batch_size"],
                        steps=prof["steps"], lr=prof["lr"], warmup=prof["warmup"], eval_every=prof["eval_every"],
@@ -113,16 +115,36 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     result = train(tcfg)
     timings["train_s"] = time.time() - t
 
-    t = _step("6/7 samples from the trained model")
-    model = load_pretrained(result["model_dir"], device="cuda" if torch.cuda.is_available() else "cpu")
+    t = _step(f"6/8 sft: {prof['sft_steps']} steps on the bundled chat set")
+    chat_file = Path(corpus.__file__).parent / "chat" / "sft.jsonl"
+    sft = train(TrainConfig(task="sft", data=str(chat_file), init_from=result["model_dir"], out=str(out_dir / "sft"),
+                            seq_len=prof["seq_len"], batch_size=prof["batch_size"], steps=prof["sft_steps"],
+                            lr=prof["sft_lr"], warmup=max(1, prof["sft_steps"] // 10), weight_decay=0.0,
+                            log_every=max(1, prof["sft_steps"] // 6), ckpt_every=prof["sft_steps"],
+                            eval_every=10 ** 9))
+    timings["sft_s"] = time.time() - t
+
+    t = _step("7/8 samples: the base model continues, the chat model answers in turns")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_pretrained(result["model_dir"], device=device)
     params = SamplingParams(max_new_tokens=40, do_sample=True, temperature=0.8, top_k=40, repetition_penalty=1.1,
                             seed=0, eos_token_ids=(tok.eos_id,))
     samples = {p: generate(model, tok, p, params) for p in SAMPLE_PROMPTS}
     for p, s in samples.items():
         print(f"  {p}{s}")
+    chat_model = load_pretrained(sft["model_dir"], device=device)
+    chat_params = SamplingParams(max_new_tokens=60, do_sample=False, repetition_penalty=1.05,
+                                 eos_token_ids=(tok.eos_id,))
+    dialog = []
+    for question in CHAT_TURNS:
+        dialog.append({"role": "user", "content": question})
+        ids = build_chat_input(tok, dialog, max_new_tokens=60, model_max_length=chat_model.cfg.max_len)
+        dialog.append({"role": "assistant", "content": generate(chat_model, tok, ids, chat_params)})
+    for m in dialog:
+        print(f"  {m['role']:>9}: {m['content']}")
     timings["samples_s"] = time.time() - t
 
-    _step("7/7 evaluation: held-out loss and bits per byte")
+    _step("8/8 evaluation: held-out loss and bits per byte")
     from baichuan.train.pretrain import unigram_baseline
     from baichuan.data.shards import open_shards
     train_shards = open_shards(tcfg.data)
@@ -137,7 +159,8 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     timings["total_s"] = time.time() - started
     summary = {"profile": profile, "data": {"unbalanced": report["unbalanced"]}, "vocab_size": tok.vocab_size,
                "train": {k: result[k] for k in ("steps", "final_loss", "seconds")}, "eval": evals,
-               "samples": samples, "timings": {k: round(v, 1) for k, v in timings.items()}}
+               "samples": samples, "chat": dialog, "chat_model": sft["model_dir"], "timings": {k: round(v, 1) for k, v in timings.items()}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\ndone in {timings['total_s'] / 60:.1f} min; everything is under {out_dir}/")
+    print(f"talk to the chat model:  baichuan chat {sft['model_dir']}")
     return summary

@@ -18,5 +18,7 @@ def test_speedrun_end_to_end(tmp_path, capsys):
     assert {(r["tokenizer"], r["lang"]) for r in rows} >= {("ours", "zh"), ("ours", "en")}
     assert all(0 < r["tokens_per_char"] < 2 for r in rows)
     assert len(summary["samples"]) == 4 and summary["data"]["unbalanced"] == []
+    assert [m["role"] for m in summary["chat"]] == ["user", "assistant"] * 2
+    assert load_pretrained(summary["chat_model"]).cfg.vocab_size == 16000
     assert set(summary["eval"]) == {"zh", "en"} and all(e["bpb"] > 0 for e in summary["eval"].values())
     assert "done in" in capsys.readouterr().out
