@@ -21,7 +21,6 @@ from pathlib import Path
 from baichuan.errors import BaichuanError
 
 NOT_BUILT = {
-    "eval": "C-Eval / CMMLU / MMLU evaluation",
     "quantize": "int8 / int4 quantization",
     "index": "document indexing for search-augmented answers",
     "ask": "search-augmented answers",
@@ -151,7 +150,7 @@ def cmd_tokenizer_report(args) -> None:
 def cmd_speedrun(args) -> None:
     from baichuan.speedrun import run
     run(out_dir=Path(args.out), profile=args.preset, baichuan_assets=args.baichuan_assets, workers=args.workers,
-        steps=args.steps)
+        steps=args.steps, evaldata=args.evaldata)
 
 
 def cmd_data_run(args) -> None:
@@ -197,6 +196,11 @@ def cmd_serve(args) -> None:
           dtype=getattr(torch, args.dtype) if args.dtype else None, model_name=args.name)
 
 
+def cmd_eval(args) -> None:
+    from baichuan.eval.command import run
+    run(args)
+
+
 def cmd_not_built(args) -> None:
     print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
     raise SystemExit(2)
@@ -227,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", help="cpu (2-core laptop, ~15 min) or gpu (~100M model on one GPU)")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     p.add_argument("--workers", type=int, default=2, help="data pipeline processes")
+    p.add_argument("--evaldata", help="C-Eval/CMMLU/MMLU question folder for the final subset (or BAICHUAN_EVALDATA)")
     p.add_argument("--baichuan-assets", help="folder with baichuan1/ and baichuan2/ tokenizer.model "
                                              "to compare against (or set BAICHUAN_ASSETS)")
     p.set_defaults(func=cmd_speedrun)
@@ -298,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_serve)
+
+    from baichuan.eval import command as eval_command
+    p = sub.add_parser("eval", help="C-Eval / CMMLU / MMLU, bits per byte, tokenizer report")
+    eval_command.add_arguments(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("info", help="describe a model directory")
     p.add_argument("model")

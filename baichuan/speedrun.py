@@ -7,7 +7,8 @@
     5. pretrain   a small Baichuan model (CPU: ~10 minutes; `--preset gpu`: ~100M parameters)
     6. sft        a short chat fine-tune on the bundled zh/en chat set (Baichuan 2 chat format)
     7. samples    continuations from the base model, and a two-turn chat with the chat model
-    8. eval       validation loss and bits per byte per language against a unigram baseline
+    8. eval       held-out loss and bits per byte against a unigram baseline, and a short C-Eval / MMLU
+                  subset (5-shot) when the question files are there (--evaldata or BAICHUAN_EVALDATA)
 
 Everything lands under --out (default out/speedrun). A rerun resumes: finished data tasks and
 training checkpoints are reused.
@@ -40,7 +41,7 @@ def _step(title: str) -> float:
 
 
 def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None, workers: int = 2,
-        steps: int | None = None) -> dict:
+        steps: int | None = None, evaldata: str | None = None) -> dict:
     import torch
 
     from baichuan import corpus
@@ -156,6 +157,17 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
         evals[lang] = {**ev, "unigram_loss": base}
         table.append(f"| held-out {lang} | {ev['loss']:.3f} | {base:.3f} | {ev['bpb']:.3f} |")
     print("\n".join(table))
+    from baichuan.eval.command import SPEEDRUN_SUBJECTS
+    from baichuan.eval.command import evaluate as run_eval
+    from baichuan.eval.report import format_table, write_results
+    mc = run_eval(model, tok, ["ceval", "mmlu"], data_dir=evaldata, subjects=SPEEDRUN_SUBJECTS,
+                  limit_per_subject=25, skip_missing_data=True, progress=False, model_name="speedrun base model")
+    if mc.get("skipped"):
+        print(f"  C-Eval / MMLU subset skipped: {mc['skipped']['reason']}")
+    else:
+        print(format_table(mc))
+        write_results(mc, out_dir / "eval")
+        evals["mc"] = {task: r["acc"] for task, r in mc["tasks"].items()}
     timings["total_s"] = time.time() - started
     summary = {"profile": profile, "data": {"unbalanced": report["unbalanced"]}, "vocab_size": tok.vocab_size,
                "train": {k: result[k] for k in ("steps", "final_loss", "seconds")}, "eval": evals,

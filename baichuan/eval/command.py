@@ -1,0 +1,165 @@
+"""`baichuan eval`: multiple choice, bits per byte and the tokenizer report behind one command.
+
+    baichuan eval MODEL --tasks ceval,cmmlu,mmlu --shots 5 [--protocol lm-eval|baichuan|official]
+    baichuan eval MODEL --tasks bpb --text held-out.txt docs.jsonl
+    baichuan eval MODEL --tasks tokenizer [--text FILES] [--baichuan-assets DIR]
+    baichuan eval MODEL --tasks ceval,mmlu --subjects computer_network,virology --limit 20 --out out/eval
+
+The CLI adds the subcommand with `add_arguments(parser)` and calls `run(args)`; speedrun calls
+`evaluate(...)` with a model already in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from baichuan.errors import BaichuanError
+
+MC_TASKS = ("ceval", "cmmlu", "mmlu")
+ALL_TASKS = MC_TASKS + ("bpb", "tokenizer")
+
+# A short, category-spread subset for the end of `baichuan speedrun` (C-Eval val and MMLU test).
+SPEEDRUN_SUBJECTS = {
+    "ceval": ["computer_network", "college_economics", "modern_chinese_history", "physician"],
+    "mmlu": ["high_school_physics", "high_school_macroeconomics", "world_religions", "nutrition"],
+}
+
+
+def bundled_texts() -> dict[str, list[str]]:
+    """The bundled corpus's held-out zh and en documents (whole works never trained on)."""
+    from baichuan import corpus
+    return {f"held-out {lang}": list(corpus.iter_texts(lang=lang, split="heldout")) for lang in ("zh", "en")}
+
+
+def file_texts(paths) -> dict[str, list[str]]:
+    from baichuan.eval.bpb import expand_paths, read_texts
+    return {str(p): read_texts(p) for p in expand_paths(paths)}
+
+
+def evaluate(model, tokenizer, tasks=MC_TASKS, *, data_dir=None, protocol: str = "lm-eval", shots: int = 5,
+             subjects=None, limit_per_subject: int | None = None, texts: dict[str, list[str]] | None = None,
+             batch_tokens: int = 32768, context: int | None = None, seed: int = 1234, share_prefix: bool = True,
+             progress: bool = True, model_name: str | None = None, keep_predictions: bool = False,
+             skip_missing_data: bool = False, bpb_max_tokens: int | None = None) -> dict:
+    """Multiple-choice tasks (run_eval) and "bpb" over `texts` ({name: documents}; default: the
+    bundled held-out text; `bpb_max_tokens`: whole documents up to about that many tokens per
+    text) in one results dict, which `report.format_table` prints.
+    With skip_missing_data, no evaluation data (no --data, no BAICHUAN_EVALDATA) skips the
+    multiple-choice tasks with a note in results["skipped"] instead of failing."""
+    from baichuan.eval.bpb import bits_per_byte
+    from baichuan.eval.data import resolve_data_dir
+    from baichuan.eval.harness import run_eval
+
+    unknown = [t for t in tasks if t not in ALL_TASKS]
+    if unknown:
+        raise BaichuanError(f"unknown task {unknown[0]!r}; choose from {', '.join(ALL_TASKS)}")
+    mc = [t for t in tasks if t in MC_TASKS]
+    results: dict = {"protocol": protocol, "shots": shots, "model": model_name, "tasks": {}}
+    if mc:
+        try:
+            data_dir = resolve_data_dir(data_dir)
+        except BaichuanError as e:
+            if not skip_missing_data:
+                raise
+            results["skipped"] = {"tasks": mc, "reason": str(e)}
+            mc = []
+    if mc:
+        results = run_eval(model, tokenizer, mc, data_dir, protocol=protocol, shots=shots,
+                           limit_per_subject=limit_per_subject, subjects=subjects, batch_tokens=batch_tokens,
+                           max_length=context, seed=seed, share_prefix=share_prefix, progress=progress,
+                           model_name=model_name, keep_predictions=keep_predictions)
+    if "bpb" in tasks:
+        texts = texts if texts is not None else bundled_texts()
+        results["bpb"] = {name: bits_per_byte(model, tokenizer, docs, context=context, max_tokens=bpb_max_tokens,
+                                              progress=progress, desc=name)
+                          for name, docs in texts.items()}
+    return results
+
+
+def tokenizer_report(tokenizer, texts: dict[str, list[str]] | None = None, baichuan_assets: str | None = None,
+                     name: str = "model") -> list[dict]:
+    """The compression report (tokenizer_report.py) of the model's tokenizer beside the released
+    Baichuan tokenizers when available; texts default to the bundled held-out zh/en."""
+    from baichuan.eval.tokenizer_report import compression_report, reference_tokenizers
+    from baichuan.tokenizer import Tokenizer
+    if texts is None:
+        texts = {lang: docs for lang, docs in zip(("zh", "en"), bundled_texts().values())}
+    toks = {name: tokenizer, **{n: Tokenizer.load(p) for n, p in reference_tokenizers(baichuan_assets).items()}}
+    return compression_report(toks, texts)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="model directory: ours, a released Baichuan checkpoint, or a quantized one")
+    p.add_argument("--tasks", default="ceval,cmmlu,mmlu",
+                   help=f"comma-separated, from: {', '.join(ALL_TASKS)} (default: ceval,cmmlu,mmlu)")
+    p.add_argument("--protocol", choices=("lm-eval", "baichuan", "official"), default="lm-eval",
+                   help="lm-eval: lm-evaluation-harness ceval-valid/cmmlu/mmlu; baichuan: Baichuan's released "
+                        "scripts (CMMLU: its official script); official: each benchmark's own script")
+    p.add_argument("--shots", type=int, default=5, help="few-shot examples per prompt (default 5)")
+    p.add_argument("--data", help="folder holding ceval/, cmmlu/, mmlu/ (default: $BAICHUAN_EVALDATA)")
+    p.add_argument("--subjects", help="comma-separated subjects (default: all)")
+    p.add_argument("--limit", type=int, help="score only the first N questions of each subject")
+    p.add_argument("--text", nargs="+", metavar="FILE", help="bpb / tokenizer: .txt or .jsonl (\"text\") files or "
+                   "folders (default: the bundled held-out zh/en text)")
+    p.add_argument("--max-tokens", type=int, help="bpb: score whole documents up to about N tokens per text")
+    p.add_argument("--context", type=int, help="context length in tokens (default: the model's)")
+    p.add_argument("--batch-tokens", type=int, default=32768, help="tokens per forward batch (default 32768)")
+    p.add_argument("--seed", type=int, default=1234, help="shot shuffle of the baichuan protocol's C-Eval prompts")
+    p.add_argument("--no-share-prefix", action="store_true", help="run every prompt whole (no shared few-shot K/V)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="default: bfloat16 on CUDA, else float32")
+    p.add_argument("--baichuan-assets", help="tokenizer task: folder with baichuan1/ and baichuan2/ tokenizer.model")
+    p.add_argument("--predictions", action="store_true", help="also write predictions.jsonl (with --out)")
+    p.add_argument("--out", help="write results.json, results.md and results.png here")
+
+
+def run(args) -> dict:
+    import json
+
+    import torch
+
+    from baichuan.checkpoint import is_model_dir, load_pretrained
+    from baichuan.eval.report import format_table, write_results
+    from baichuan.eval.tokenizer_report import format_report
+    from baichuan.tokenizer import Tokenizer
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in ALL_TASKS]
+    if unknown or not tasks:
+        raise BaichuanError(f"--tasks: unknown task {unknown[0] if unknown else ''!r}; choose from {', '.join(ALL_TASKS)}")
+    if args.shots < 0:
+        raise BaichuanError("--shots must be >= 0")
+    path = Path(args.model)
+    if not path.is_dir():
+        raise BaichuanError(f"{path}: no such model directory")
+    tokenizer = Tokenizer.load(path)
+    texts = file_texts(args.text) if args.text else None
+    results: dict = {}
+    if any(t != "tokenizer" for t in tasks):
+        if not is_model_dir(path):
+            raise BaichuanError(f"{path}: not a model directory (needs config.json and weights)")
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_pretrained(path, device=device, dtype=getattr(torch, args.dtype) if args.dtype else None)
+        subjects = [s.strip() for s in args.subjects.split(",")] if args.subjects else None
+        results = evaluate(model, tokenizer, [t for t in tasks if t != "tokenizer"], data_dir=args.data,
+                           protocol=args.protocol, shots=args.shots, subjects=subjects, limit_per_subject=args.limit,
+                           texts=texts, batch_tokens=args.batch_tokens, context=args.context, seed=args.seed,
+                           share_prefix=not args.no_share_prefix, model_name=str(path),
+                           keep_predictions=args.predictions, bpb_max_tokens=args.max_tokens)
+        print(format_table(results))
+    if "tokenizer" in tasks:
+        rows = tokenizer_report(tokenizer, texts, args.baichuan_assets, name=path.name)
+        results["tokenizer"] = rows
+        print(format_report(rows))
+    if args.out:
+        paths = write_results(results, args.out) if results.get("tasks") or results.get("bpb") else {}
+        if "tokenizer" in results:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "tokenizer_report.json").write_text(json.dumps(results["tokenizer"], indent=1, ensure_ascii=False),
+                                                      encoding="utf-8")
+            paths["tokenizer"] = out / "tokenizer_report.json"
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return results
