@@ -129,7 +129,11 @@ def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | No
         raise BaichuanError(f"{model_dir}: not a directory")
     cfg = load_config(model_dir)
     cfg_json = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    if "quantization_config" in cfg_json:
+    qc = cfg_json.get("quantization_config")
+    if isinstance(qc, dict) and qc.get("quant_method") == "baichuan-wo":  # int8/int4 written by baichuan.quant
+        from baichuan.quant import load_quantized
+        return load_quantized(model_dir, device=device, dtype=dtype, **config_overrides)
+    if qc is not None:
         raise BaichuanError(f"{model_dir / 'config.json'}: field 'quantization_config' marks a "
                             "bitsandbytes-quantized release, which cannot be loaded; load the bf16 model")
     if config_overrides:

@@ -21,7 +21,6 @@ from pathlib import Path
 from baichuan.errors import BaichuanError
 
 NOT_BUILT = {
-    "quantize": "int8 / int4 quantization",
     "index": "document indexing for search-augmented answers",
     "ask": "search-augmented answers",
 }
@@ -201,6 +200,19 @@ def cmd_eval(args) -> None:
     run(args)
 
 
+def cmd_quantize(args) -> None:
+    from baichuan.config import load_config
+    from baichuan.quant import default_out_dir, quantize_dir
+    group = args.group_size
+    if args.mode == "int4" and group is None:  # the largest group that divides every layer's inputs
+        cfg = load_config(args.model)
+        group = next((g for g in (128, 64, 32) if cfg.hidden_size % g == 0 and cfg.intermediate_size % g == 0), 128)
+    group = group or 128
+    out = args.out or default_out_dir(args.model, args.mode, group)
+    quantize_dir(args.model, out, args.mode, group, True if args.symmetric else None, device=args.device)
+    print(f"wrote {out}")
+
+
 def cmd_not_built(args) -> None:
     print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
     raise SystemExit(2)
@@ -303,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("quantize", help="int8 / int4 weight-only copy of a model directory (streams shard by shard)")
+    p.add_argument("model")
+    p.add_argument("--mode", choices=["int8", "int4"], default="int8")
+    p.add_argument("--group-size", type=int, choices=[32, 64, 128], help="int4 group (default: largest that fits)")
+    p.add_argument("--symmetric", action="store_true", help="int4 without zero points (default: asymmetric)")
+    p.add_argument("--out", help="default: MODEL-int8 / MODEL-int4-gN beside the model")
+    p.add_argument("--device", help="where to quantize (default: cuda if available)")
+    p.set_defaults(func=cmd_quantize)
 
     from baichuan.eval import command as eval_command
     p = sub.add_parser("eval", help="C-Eval / CMMLU / MMLU, bits per byte, tokenizer report")

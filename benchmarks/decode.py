@@ -115,8 +115,11 @@ def main() -> None:
         rows.append(hf(cfg, model.state_dict(), prompt, args.new, device, dtype))
         print(rows[-1])
     if args.quant != "none":
-        from baichuan.quant import quantize
-        quantize(model, args.quant)
+        from baichuan.quant import quantize, use_kernels
+        group = next(g for g in (128, 64, 32) if cfg.hidden_size % g == 0 and cfg.intermediate_size % g == 0)
+        quantize(model, args.quant, group_size=group)
+        if dtype == torch.bfloat16:
+            use_kernels(model)
         weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     mine = ours(model, prompt, args.new, device)
     rows.append(mine)

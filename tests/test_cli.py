@@ -73,3 +73,18 @@ def test_chat_answers_each_turn(tiny_model_dir, capsys, monkeypatch):
                          stdin="你好\nhow are you?\n/exit\n", monkeypatch=monkeypatch)
     assert code == 0, err
     assert len(out.splitlines()) == 2
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_quantize_then_generate_and_eval(tiny_model_dir, tmp_path, capsys, mode):
+    out = tmp_path / f"q-{mode}"
+    code, printed, err = run(["quantize", str(tiny_model_dir), "--mode", mode, "--out", str(out)], capsys)
+    assert code == 0 and str(out) in printed, err
+    code, text, err = run(["generate", str(out), "床前明月光，", "--max-new-tokens", "6", "--greedy"], capsys)
+    assert code == 0 and text.strip(), err
+    doc = tmp_path / "doc.txt"
+    doc.write_text("子曰：学而时习之，不亦说乎？有朋自远方来，不亦乐乎？", encoding="utf-8")
+    code, table, err = run(["eval", str(out), "--tasks", "bpb", "--text", str(doc), "--out", str(tmp_path / "ev")],
+                           capsys)
+    assert code == 0, err
+    assert "bits" in table.lower() or "bpb" in table.lower()

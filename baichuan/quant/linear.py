@@ -1,0 +1,296 @@
+"""The math and the modules: int8/int4 weight quantization, Int8Linear / Int4Linear, the module
+swap, and torch's packed matmul kernels. The checkpoint layout is described in `baichuan.quant`."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from baichuan.errors import BaichuanError
+from baichuan.model import Baichuan
+
+QUANT_METHOD = "baichuan-wo"
+MODULES = ("self_attn.W_pack", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+MODES = ("int8", "int4")
+GROUP_SIZES = (32, 64, 128)
+INT4_SYMMETRIC = False  # the default; see the module docstring
+
+
+# ------------------------------------------------------------------------------------- the math
+
+def quantize_int8(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """[out, in] -> {"qweight": int8 [out, in], "scales": float32 [out]}, w ~= qweight * scales[:, None]."""
+    w = w.float()
+    absmax = w.abs().amax(dim=1)
+    scale = torch.where(absmax > 0, absmax / 127, 1.0)  # an all-zero row: q = 0 under any scale
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return {"qweight": q, "scales": scale}
+
+
+def quantize_int4(w: torch.Tensor, group_size: int, symmetric: bool) -> dict[str, torch.Tensor]:
+    """[out, in] -> {"qweight": uint8 [out, in/2], "scales": bf16 [out, groups], "zeros": bf16 (asymmetric)}.
+
+    w ~= (q - 8) * scale + zero per group of `group_size` columns; |error| <= scale / 2."""
+    out, cols = w.shape
+    g = w.float().reshape(out, cols // group_size, group_size)
+    absmax = g.abs().amax(-1)
+    if symmetric:
+        scale = _bf16(torch.where(absmax > 0, absmax / 7, 1.0))
+        q = torch.round(g / scale[..., None]).clamp_(-8, 7) + 8
+        zero = None
+    else:
+        lo, hi = g.amin(-1), g.amax(-1)
+        # The floor absmax/128 only bites for a narrow group far from 0 (or a constant one), where a
+        # bf16 zero could not resolve the range anyway; it keeps that zero's rounding below scale/2.
+        scale = torch.maximum((hi - lo) / 15, absmax / 128)
+        scale = _bf16(torch.where(scale > 0, scale, 1.0))
+        zero = _bf16(lo + 8 * scale)
+        q = torch.round((g - zero[..., None]) / scale[..., None]).clamp_(-8, 7) + 8
+    out_ = {"qweight": pack_int4(q.to(torch.uint8).reshape(out, cols)), "scales": scale.bfloat16()}
+    if zero is not None:
+        out_["zeros"] = zero.bfloat16()
+    return out_
+
+
+def _bf16(t):
+    """Round to bfloat16, keep float32: q is computed with the scale and zero as stored."""
+    return t.bfloat16().float()
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 2n] of values 0..15 -> uint8 [..., n]: column 2j in the low nibble, 2j+1 in the high."""
+    return q[..., 0::2] | (q[..., 1::2] << 4)
+
+
+def unpack_int4(p: torch.Tensor) -> torch.Tensor:
+    return torch.stack((p & 15, p >> 4), dim=-1).flatten(-2)
+
+
+def dequantize_int4(qweight, scales, zeros, group_size: int, dtype=torch.float32) -> torch.Tensor:
+    out = qweight.shape[0]
+    w = (unpack_int4(qweight).view(out, -1, group_size).float() - 8) * scales.float()[..., None]
+    if zeros is not None:
+        w = w + zeros.float()[..., None]
+    return w.view(out, -1).to(dtype)
+
+
+def quantize_weight(w: torch.Tensor, mode: str, group_size: int, symmetric: bool) -> dict[str, torch.Tensor]:
+    """The tensors one Linear weight is stored as, in their checkpoint dtypes."""
+    return quantize_int8(w) if mode == "int8" else quantize_int4(w, group_size, symmetric)
+
+
+# ------------------------------------------------------------------------------------ the modules
+
+class Int8Linear(nn.Module):
+    """Buffers in their checkpoint dtypes whatever the activation dtype, so a model quantized in
+    bf16 and one quantized by quantize_dir hold (and save) the same fp32 scales."""
+    bits, group_size, symmetric = 8, None, True
+
+    def __init__(self, in_features: int, out_features: int, device=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
+        self.register_buffer("scales", torch.ones(out_features, dtype=torch.float32, device=device))
+        self.kernel = False  # set by use_kernels: torch._weight_int8pack_mm for bf16 inputs
+
+    def forward(self, x):
+        if self.kernel and x.dtype == torch.bfloat16:
+            return torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.qweight,
+                                             self.scales.to(x.dtype)).view(*x.shape[:-1], -1)
+        if x.dtype == torch.float16:  # x @ q.T is ~1/scale times the output and can pass fp16's 65504
+            return F.linear(x, self.dequantize(x.dtype))
+        return F.linear(x, self.qweight.to(x.dtype)) * self.scales.to(x.dtype)
+
+    def dequantize(self, dtype=torch.float32):
+        return (self.qweight.float() * self.scales.float()[:, None]).to(dtype)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class Int4Linear(nn.Module):
+    bits = 4
+
+    def __init__(self, in_features: int, out_features: int, group_size: int = 128, symmetric: bool = INT4_SYMMETRIC,
+                 device=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.group_size, self.symmetric = group_size, symmetric
+        groups = in_features // group_size
+        self.register_buffer("qweight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
+        self.register_buffer("scales", torch.ones(out_features, groups, dtype=torch.bfloat16, device=device))
+        self.register_buffer("zeros", None if symmetric else torch.zeros(out_features, groups, dtype=torch.bfloat16,
+                                                                           device=device))
+        # set by use_kernels, which drops the three tensors above: torch's packed layout for this device
+        self.register_buffer("packed", None, persistent=False)
+        self.register_buffer("scales_and_zeros", None, persistent=False)
+
+    def forward(self, x):
+        if self.packed is not None:  # use_kernels checked that the model computes in bf16
+            return _int4_mm(x.reshape(-1, x.shape[-1]), self.packed, self.group_size,
+                            self.scales_and_zeros).view(*x.shape[:-1], -1)
+        return F.linear(x, self.dequantize(x.dtype))
+
+    @property
+    def kernel(self) -> bool:
+        return self.packed is not None
+
+    def dequantize(self, dtype=torch.float32):
+        return dequantize_int4(self.qweight, self.scales, self.zeros, self.group_size, dtype)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
+                f"symmetric={self.symmetric}")
+
+
+QUANTIZED = (Int8Linear, Int4Linear)
+
+
+def _empty_module(linear: nn.Linear, mode: str, group_size: int, symmetric: bool) -> nn.Module:
+    if mode == "int8":
+        return Int8Linear(linear.in_features, linear.out_features, device=linear.weight.device)
+    return Int4Linear(linear.in_features, linear.out_features, group_size, symmetric, device=linear.weight.device)
+
+
+# ----------------------------------------------------------------------------------- the swap
+
+def _check_mode(mode: str, group_size: int, symmetric: bool | None) -> bool:
+    """Validate the options; returns `symmetric` resolved to its default."""
+    if mode not in MODES:
+        raise BaichuanError(f"unknown quantization mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if mode == "int8":
+        if symmetric is False:
+            raise BaichuanError("int8 quantization is symmetric (per-row absmax / 127); asymmetric is int4 only")
+        return True
+    if group_size not in GROUP_SIZES:
+        raise BaichuanError(f"group_size {group_size!r} is not supported for int4; choose one of: "
+                            f"{', '.join(map(str, GROUP_SIZES))}")
+    return INT4_SYMMETRIC if symmetric is None else bool(symmetric)
+
+
+def _targets(model: Baichuan):
+    """(name, parent module, attribute) of the five Linear layers of every block."""
+    for i, layer in enumerate(model.model.layers):
+        for path in MODULES:
+            parent_name, attr = path.split(".")
+            yield f"model.layers.{i}.{path}", getattr(layer, parent_name), attr
+
+
+def quantize(model: Baichuan, mode: str = "int8", group_size: int = 128, symmetric: bool | None = None) -> Baichuan:
+    """Swap the five Linear layers of every block for Int8Linear / Int4Linear, in place; returns `model`.
+
+    Weights are quantized where they are (CPU or GPU). Works on a meta-device model too (shapes only)."""
+    symmetric = _check_mode(mode, group_size, symmetric)
+    targets = list(_targets(model))
+    for name, parent, attr in targets:  # check everything before changing anything
+        lin = getattr(parent, attr)
+        if isinstance(lin, QUANTIZED):
+            raise BaichuanError(f"{name}: already quantized ({type(lin).__name__}); quantize the original model")
+        if not isinstance(lin, nn.Linear):
+            raise BaichuanError(f"{name}: expected nn.Linear, found {type(lin).__name__}")
+        if mode == "int4" and lin.in_features % group_size:
+            fits = [g for g in GROUP_SIZES if all(getattr(p, a).in_features % g == 0 for _, p, a in targets)]
+            raise BaichuanError(f"{name}: in_features {lin.in_features} is not divisible by group_size {group_size}"
+                                f" (group sizes that fit this model: {', '.join(map(str, fits)) or 'none'})")
+    with torch.no_grad():
+        for name, parent, attr in targets:
+            lin = getattr(parent, attr)
+            q = _empty_module(lin, mode, group_size, symmetric)
+            if lin.weight.device.type != "meta":
+                for field, t in quantize_weight(lin.weight, mode, group_size, symmetric).items():
+                    getattr(q, field).copy_(t)
+            setattr(parent, attr, q)
+    return model
+
+
+def quantization_config(model: Baichuan) -> dict | None:
+    """The config.json entry describing how `model` is quantized (None if it is not)."""
+    mods = [m for m in model.modules() if isinstance(m, QUANTIZED)]
+    if not mods:
+        return None
+    kinds = {(m.bits, m.group_size, m.symmetric) for m in mods}
+    if len(kinds) > 1 or len(mods) != len(MODULES) * model.cfg.num_layers:
+        raise BaichuanError(f"the model is partially or mixed quantized ({len(mods)} quantized layers, "
+                            f"kinds {sorted(kinds, key=str)}); quantize() the original model in one call")
+    bits, group_size, symmetric = kinds.pop()
+    return {"quant_method": QUANT_METHOD, "bits": bits, "group_size": group_size, "symmetric": symmetric,
+            "modules": list(MODULES)}
+
+
+# --------------------------------------------------------------------------------------- kernels
+
+def _int4_mm(x, packed, group_size, scales_and_zeros):
+    if x.device.type == "cuda":
+        return torch.ops.aten._weight_int4pack_mm(x, packed, group_size, scales_and_zeros)
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group_size, scales_and_zeros)
+
+
+def _int4_pack_for_kernel(m: Int4Linear):
+    """(packed weight, scales_and_zeros [groups, out, 2] bf16) in the layout of torch's int4 kernels."""
+    q = unpack_int4(m.qweight)
+    if m.qweight.device.type == "cuda":  # the CUDA kernel wants column 2j in the high nibble
+        inner_k_tiles = next(t for t in (8, 4, 2) if m.in_features % (t * 16) == 0)
+        packed = torch.ops.aten._convert_weight_to_int4pack((q[:, 0::2] << 4) | q[:, 1::2], inner_k_tiles)
+    else:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 2)
+    zeros = m.zeros if m.zeros is not None else torch.zeros_like(m.scales)
+    return packed, torch.stack((m.scales, zeros), dim=-1).transpose(0, 1).contiguous().bfloat16()
+
+
+_verified: dict[tuple, str | None] = {}  # layer kind and shape -> None if its kernel matched, else why not
+_warned: set[str] = set()
+
+
+def _try_kernel(m: nn.Module) -> str | None:
+    """Switch one layer to its kernel if this torch and device have it and it agrees with the
+    reference path on this kind and shape (checked once per process); returns why not, or None."""
+    key = (type(m).__name__, str(m.qweight.device), m.out_features, m.in_features, m.group_size, m.symmetric)
+    why = _verified.get(key, "unchecked")
+    if why is not None and why != "unchecked":
+        return why
+    with torch.no_grad():
+        try:
+            if why == "unchecked":
+                gen = torch.Generator(m.qweight.device).manual_seed(0)
+                x = torch.randn(4, m.in_features, device=m.qweight.device, generator=gen).bfloat16()
+                ref = F.linear(x, m.dequantize(torch.bfloat16)).float()
+            if isinstance(m, Int8Linear):
+                m.kernel = True
+            else:
+                m.packed, m.scales_and_zeros = _int4_pack_for_kernel(m)
+            if why == "unchecked":
+                err = ((m(x).float() - ref).abs().max() / ref.abs().max().clamp(min=1e-6)).item()
+                why = None if err < 2e-2 else f"disagrees with the reference path: relative error {err:.3g}"
+        except (RuntimeError, NotImplementedError, AttributeError, StopIteration) as e:
+            why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+    _verified[key] = why
+    if why is not None and isinstance(m, Int8Linear):
+        m.kernel = False
+    elif why is not None:
+        m.packed = m.scales_and_zeros = None
+    elif isinstance(m, Int4Linear):  # the kernel layout replaces the checkpoint one: still 0.5 byte per weight
+        m.qweight = m.scales = m.zeros = None
+    return why
+
+
+def use_kernels(model: Baichuan) -> int:
+    """Let the quantized layers of a bf16 model use torch's int8/int4 matmul kernels where this torch
+    and device have them; returns how many layers switched (the others warn once and keep the
+    reference path). Call it after moving the model to its device: int4 layers switched keep only
+    the kernel's device-specific layout, so they cannot be moved, cast or saved afterwards."""
+    dtype = model.model.embed_tokens.weight.dtype
+    if dtype != torch.bfloat16:  # the int4 kernels take bf16 activations only
+        raise BaichuanError(f"use_kernels needs a bfloat16 model (torch's int4/int8 kernels take bf16 "
+                            f"activations); this one computes in {str(dtype).removeprefix('torch.')}")
+    switched = 0
+    for name, m in model.named_modules():
+        if isinstance(m, QUANTIZED) and not m.kernel:
+            why = _try_kernel(m)
+            switched += why is None
+            if why is not None and why not in _warned:
+                _warned.add(why)
+                warnings.warn(f"{name}: {type(m).__name__} stays on the reference path ({why})", stacklevel=2)
+    return switched
