@@ -213,6 +213,15 @@ def cmd_quantize(args) -> None:
     print(f"wrote {out}")
 
 
+def cmd_adapt(args) -> None:
+    from baichuan.train.adapt import adapt
+    opts = {k: getattr(args, k) for k in ("steps", "lr", "seq_len", "batch_size", "grad_accum", "warmup")
+            if getattr(args, k) is not None}
+    adapt(args.init_from, args.domain, args.general, args.out, replay=args.replay, vertical=args.vertical,
+          evaldata=args.evaldata or os.environ.get("BAICHUAN_EVALDATA"), eval_limit=args.eval_limit,
+          workers=args.workers, compile=args.compile, **opts)
+
+
 def cmd_not_built(args) -> None:
     print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
     raise SystemExit(2)
@@ -289,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         add_train_args(p)
         p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adapt", help="domain adaptation: continued pretraining with general-text replay")
+    p.add_argument("--init-from", required=True, help="the model directory to adapt (its tokenizer is used)")
+    p.add_argument("--domain", nargs="+", required=True, help="domain corpus files/folders")
+    p.add_argument("--general", nargs="+", required=True, help="general corpus files/folders to replay")
+    p.add_argument("--replay", type=float, default=0.2, help="share of general text per language (default 0.2)")
+    p.add_argument("--vertical", default="medicine", help="medicine, education or law: the C-Eval subjects to report")
+    p.add_argument("--evaldata", help="C-Eval folder for the before/after report (or BAICHUAN_EVALDATA)")
+    p.add_argument("--eval-limit", type=int, help="questions per subject (default: all)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    for flag, conv in (("--steps", int), ("--lr", float), ("--seq-len", int), ("--batch-size", int),
+                       ("--grad-accum", int), ("--warmup", int)):
+        p.add_argument(flag, type=conv)
+    p.add_argument("--compile", action="store_true")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("generate", help="complete a prompt")
     p.add_argument("model")

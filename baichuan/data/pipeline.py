@@ -51,7 +51,7 @@ DEFAULT_STEPS = ["normalize", "langid", "gopher", "c4", "chinese", "repetition",
 
 @dataclass
 class DataConfig:
-    inputs: list[str]
+    inputs: list                      # paths (files or folders), or {"path": ..., "source": ...} to name a source
     output: str
     read: ReadSpec = field(default_factory=ReadSpec)
     steps: list[dict] = field(default_factory=lambda: [{"name": n} for n in DEFAULT_STEPS])
@@ -98,8 +98,11 @@ def config_from_dict(raw: dict, source: str = "config") -> DataConfig:
         for s in raw["steps"]:
             if s.get("name") not in STEPS:
                 raise BaichuanError(f"{source}: unknown step {s.get('name')!r}; known: {', '.join(STEPS)}")
-    if isinstance(raw.get("inputs"), str):
+    if isinstance(raw.get("inputs"), (str, dict)):
         raw["inputs"] = [raw["inputs"]]
+    for item in raw["inputs"]:
+        if isinstance(item, dict) and (set(item) - {"path", "source"} or "path" not in item):
+            raise BaichuanError(f"{source}: an input table takes 'path' and an optional 'source', got {sorted(item)}")
     return DataConfig(**raw)
 
 
@@ -160,11 +163,20 @@ def _composition(doc: Document, comp: dict) -> None:
     comp[doc.lang][src] = comp[doc.lang].get(src, 0) + len(doc.text)
 
 
-def clean_task(task: int, path: str, cfg: DataConfig) -> dict:
+def expand_inputs(inputs: list) -> list[tuple[Path, str | None]]:
+    """(file, source name or None for the reader's default) for every input file."""
+    out = []
+    for item in inputs:
+        path, source = (item["path"], item.get("source")) if isinstance(item, dict) else (item, None)
+        out += [(f, source) for f in list_inputs([path])]
+    return out
+
+
+def clean_task(task: int, path: str, cfg: DataConfig, source: str | None = None) -> dict:
     """Read one input file, run the per-document steps, write docs shards."""
     out = Path(cfg.output)
     marker = _marker(out, "clean", task)
-    fp = _fingerprint(path, Path(path).stat().st_mtime_ns, cfg.read, cfg.steps, cfg.format, cfg.shard_chars)
+    fp = _fingerprint(path, Path(path).stat().st_mtime_ns, cfg.read, source, cfg.steps, cfg.format, cfg.shard_chars)
     if (done := _done(marker, fp)) is not None:
         return done
     started = time.time()
@@ -173,7 +185,8 @@ def clean_task(task: int, path: str, cfg: DataConfig) -> dict:
     comp: dict = defaultdict(dict)
     in_bytes = Path(path).stat().st_size
     with ShardWriter(out / "clean", f"{task:05d}", cfg.format, cfg.shard_chars) as writer:
-        for doc in read_file(Path(path), cfg.read, problems):
+        spec = dataclasses.replace(cfg.read, source=source) if source else cfg.read
+        for doc in read_file(Path(path), spec, problems):
             stats.seen("read", "unknown", len(doc.text))
             stats.kept("read", "unknown", len(doc.text))
             doc = apply_steps(doc, steps, stats)
@@ -232,7 +245,8 @@ def mixture_rates(composition: dict, mixture: dict | None) -> dict:
     """Sampling rate per language and source: rate 0.5 keeps half the documents, 2.0 repeats each
     twice. Language targets are shares of the total characters (the total is preserved); source
     targets are shares within their language, unlisted sources splitting the rest in their natural
-    proportions. Languages without a target are dropped (rate 0) once any target is given."""
+    proportions; when a language lacks some listed sources, the shares of those it has are scaled up
+    to fill it. Languages without a target are dropped (rate 0) once any language target is given."""
     rates = {lang: {src: 1.0 for src in srcs} for lang, srcs in composition.items()}
     if not mixture or not (mixture.get("lang") or mixture.get("source")):
         return rates
@@ -248,9 +262,11 @@ def mixture_rates(composition: dict, mixture: dict | None) -> dict:
         if sum(listed.values()) > 1 + 1e-6:
             raise BaichuanError(f"mixture.source shares for {lang} sum to more than 1")
         rest = sum(c for s, c in srcs.items() if s not in listed)
+        remainder = max(0.0, 1 - sum(listed.values())) if rest else 0.0
+        norm = sum(listed.values()) + remainder  # shares of sources this language lacks go to the others
         for src, chars in srcs.items():
-            want = target * listed[src] if src in listed else target * (1 - sum(listed.values())) * chars / max(rest, 1)
-            rates[lang][src] = want / chars if chars else 0.0
+            share = listed[src] / norm if src in listed else remainder / norm * chars / rest
+            rates[lang][src] = target * share / chars if chars else 0.0
     return rates
 
 
@@ -268,10 +284,10 @@ def mixture_copies(doc: Document, rates: dict, seed: int) -> int:
 def run(cfg: DataConfig, progress: bool = True) -> dict:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = list_inputs(cfg.inputs)
+    inputs = expand_inputs(cfg.inputs)
     build_steps(cfg.steps)  # fail on bad options before starting workers
     started = time.time()
-    clean = run_tasks(clean_task, [(i, str(p), cfg) for i, p in enumerate(inputs)], cfg.executor, cfg.workers,
+    clean = run_tasks(clean_task, [(i, str(p), cfg, src) for i, (p, src) in enumerate(inputs)], cfg.executor, cfg.workers,
                       desc="clean", progress=progress)
     stats = Stats()
     for r in clean:
@@ -295,7 +311,7 @@ def run(cfg: DataConfig, progress: bool = True) -> dict:
               "input_bytes": sum(r["input_bytes"] for r in clean), "seconds": time.time() - started}
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
     atomic_write_text(out / "report.md", _markdown(report, stats))
-    manifest = {"config": cfg.to_dict(), "inputs": [str(p) for p in inputs], "docs_dir": docs_dir.name,
+    manifest = {"config": cfg.to_dict(), "inputs": [str(p) for p, _ in inputs], "docs_dir": docs_dir.name,
                 "docs": docs, "mixture": {"targets": cfg.mixture, "rates": rates}, "tokens": tokens}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False, default=str))
     return report

@@ -35,7 +35,7 @@ class ReadSpec:
     text_field: str = "text"
     id_field: str | None = "id"          # None or absent: "<file>:<line>"
     meta_fields: tuple[str, ...] | None = None   # None: every other field goes to meta
-    source: str | None = None            # meta["source"]; default: the input file's stem
+    source: str | None = None            # meta["source"] for every record; default: the record's, else the file stem
     txt_unit: str = "file"               # .txt: one document per "file", "paragraph" or "line"
     max_txt_bytes: int = 256 * 1024 ** 2  # a "file"-unit .txt larger than this is refused
 
@@ -125,6 +125,8 @@ def _make_doc(record: dict, spec: ReadSpec, source: str, where: str, problems: P
     fields = spec.meta_fields if spec.meta_fields is not None else [
         k for k in record if k not in (spec.text_field, spec.id_field)]
     meta = {k: record[k] for k in fields if k in record}
+    if spec.source:  # a source named in the config wins over the record's own field
+        meta["source"] = spec.source
     meta.setdefault("source", source)
     return Document(text=text, id=str(doc_id) if doc_id is not None else where, meta=meta)
 
