@@ -139,7 +139,8 @@ class Engine:
     def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
         reqs = self.slots[lo:hi]
         if all(r is None or not r.params.do_sample for r in reqs):
-            return sample(logits, self.sampler.rows(lo, hi), None)
+            penalty = any(r is not None and r.params.repetition_penalty != 1.0 for r in reqs)
+            return sample(logits, self.sampler.rows(lo, hi), None, penalty)
         uniform = torch.empty(hi - lo)
         for i, req in enumerate(reqs):
             uniform[i] = torch.rand(1, generator=req.rng if req is not None and req.rng else self.generator)

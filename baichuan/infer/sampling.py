@@ -99,11 +99,13 @@ def penalize(logits: torch.Tensor, state: SamplerState) -> torch.Tensor:
     return torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
 
 
-def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor | None) -> torch.Tensor:
+def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor | None,
+           penalty: bool = True) -> torch.Tensor:
     """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1).
-    `uniform=None` means every row is greedy, which skips the sort over the vocabulary."""
+    `uniform=None` means every row is greedy, which skips the sort over the vocabulary;
+    `penalty=False` means no row has a repetition penalty, which skips that pass too."""
     if uniform is None:
-        return penalize(logits.float(), state).argmax(-1)
+        return (penalize(logits.float(), state) if penalty else logits).argmax(-1)
     penalized, filtered = process(logits, state)
     probs = filtered.softmax(-1)
     cdf = probs.cumsum(-1)
