@@ -29,6 +29,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from baichuan.config import ModelConfig
 
@@ -249,14 +250,17 @@ class NormHead(nn.Module):
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
         self._normalized_version = None
 
-    def forward(self, x):
+    def effective_weight(self):
         if self.training:
-            return F.linear(x, F.normalize(self.weight, dim=-1))
+            return F.normalize(self.weight, dim=-1)
         if self._normalized_version != self.weight._version:
             with torch.no_grad():
                 self.weight.copy_(F.normalize(self.weight.float(), dim=-1).to(self.weight.dtype))
             self._normalized_version = self.weight._version
-        return F.linear(x, self.weight)
+        return self.weight
+
+    def forward(self, x):
+        return F.linear(x, self.effective_weight())
 
 
 class Baichuan(nn.Module):
@@ -269,12 +273,18 @@ class Baichuan(nn.Module):
         self.lm_head = (NormHead(cfg.hidden_size, cfg.vocab_size) if cfg.norm_head
                         else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False))
 
-    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None, segments=None):
+    def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None, segments=None,
+                targets=None):
         """input_ids [B, T]; position_ids [B, T] (RoPE; default: the key slots, pass them for
         left-padded batches or packed sequences); key_mask [B, S] with False at padding (S = T, or
         the cache's max_len); cache for decoding; segments [B, T] ids of packed sequences, which
-        attend only within themselves (no cache)."""
-        return self.lm_head(self.model(input_ids, position_ids, key_mask, cache, segments))
+        attend only within themselves (no cache). With `targets` [B, T] (already shifted, -100 to
+        ignore) the result is the loss of `lm_loss`, computed without materializing all logits."""
+        hidden = self.model(input_ids, position_ids, key_mask, cache, segments)
+        if targets is None:
+            return self.lm_head(hidden)
+        weight = self.lm_head.effective_weight() if isinstance(self.lm_head, NormHead) else self.lm_head.weight
+        return chunked_lm_loss(hidden, weight, targets, self.cfg.z_loss_weight)
 
     @torch.no_grad()
     def init_weights(self):
@@ -301,6 +311,33 @@ def lm_loss(logits, targets, z_loss_weight: float = 0.0, ignore_index: int = -10
     loss = ce / (flat_t != ignore_index).sum().clamp(min=1)
     if z_loss_weight:
         loss = loss + z_loss_weight * logits.max(dim=-1).values.pow(2).mean()
+    return loss
+
+
+def _chunk_loss(h, weight, targets, z_loss_weight, ignore_index):
+    """(sum of cross-entropy, sum of squared max logits) over one chunk of positions."""
+    logits = F.linear(h, weight).float()
+    ce = F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="sum")
+    z = logits.max(dim=-1).values.pow(2).sum() if z_loss_weight else ce.new_zeros(())
+    return ce, z
+
+
+def chunked_lm_loss(hidden, weight, targets, z_loss_weight: float = 0.0, ignore_index: int = -100,
+                    chunk_tokens: int = 4096):
+    """lm_loss(hidden @ weight.T, targets) over chunks of positions, each recomputed in backward
+    (activation checkpointing), so the [tokens, vocab] fp32 logits never exist at once: at 125,696
+    vocab and 8k tokens they would take 4 GB, plus as much again for their gradient."""
+    h = hidden.reshape(-1, hidden.shape[-1])
+    t = targets.reshape(-1)
+    ce_sum = h.new_zeros((), dtype=torch.float32)
+    z_sum = h.new_zeros((), dtype=torch.float32)
+    for i in range(0, h.shape[0], chunk_tokens):
+        ce, z = checkpoint(_chunk_loss, h[i:i + chunk_tokens], weight, t[i:i + chunk_tokens], z_loss_weight,
+                           ignore_index, use_reentrant=False)
+        ce_sum, z_sum = ce_sum + ce, z_sum + z
+    loss = ce_sum / (t != ignore_index).sum().clamp(min=1)
+    if z_loss_weight:
+        loss = loss + z_loss_weight * z_sum / t.numel()
     return loss
 
 

@@ -282,3 +282,30 @@ def test_packed_segments_equal_separate_sequences(arch):
     # ALiBi needs no position restart: its bias depends on slot differences only
     assert (out[:, :7] - ref_a).abs().max().item() < 1e-4
     assert (out[:, 7:] - ref_b).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
+def test_loss_from_targets_equals_full_logits_loss_and_gradients(arch):
+    """model(x, targets=y) computes lm_loss in chunks without all logits at once: same value,
+    same gradients (NormHead trained through its normalization, z-loss included)."""
+    import baichuan.model as bm
+    ids = torch.randint(0, 300, (3, 21))
+    targets = torch.randint(0, 300, (3, 21))
+    targets[0, :5] = -100
+    grads = {}
+    for mode in ("full", "chunked"):
+        model = small_model(arch, z_loss_weight=1e-3).train()
+        if mode == "full":
+            loss = lm_loss(model(ids), targets, 1e-3)
+        else:
+            original = bm.chunked_lm_loss.__defaults__
+            bm.chunked_lm_loss.__defaults__ = (0.0, -100, 8)  # many small chunks
+            try:
+                loss = model(ids, targets=targets)
+            finally:
+                bm.chunked_lm_loss.__defaults__ = original
+        loss.backward()
+        grads[mode] = (loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads["full"][0] == pytest.approx(grads["chunked"][0], rel=1e-5)
+    for n, g in grads["full"][1].items():
+        assert torch.allclose(g, grads["chunked"][1][n], atol=1e-6, rtol=1e-4), n

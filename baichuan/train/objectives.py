@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from baichuan.data.loader import TokenLoader, permute
 from baichuan.errors import BaichuanError
-from baichuan.model import lm_loss
 from baichuan.train.chat_data import IGNORE
 
 
@@ -64,10 +63,11 @@ class PackedLoader:
 
 
 class LMObjective:
-    """Mean cross-entropy over the labelled next tokens (+ Baichuan 2's max-z loss)."""
+    """Mean cross-entropy over the labelled next tokens (+ Baichuan 2's max-z loss, by the model
+    config's z_loss_weight)."""
 
-    def __init__(self, loader: TokenLoader | PackedLoader, z_loss_weight: float = 0.0):
-        self.loader, self.z_loss_weight = loader, z_loss_weight
+    def __init__(self, loader: TokenLoader | PackedLoader):
+        self.loader = loader
 
     def next_batch(self) -> dict[str, torch.Tensor]:
         if isinstance(self.loader, TokenLoader):
@@ -79,8 +79,9 @@ class LMObjective:
 
     def loss(self, model, batch, device):
         b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        logits = model(b["input_ids"], position_ids=b.get("position_ids"), segments=b.get("segments"))
-        loss = lm_loss(logits, b["targets"], self.z_loss_weight)
+        # the model computes the loss itself, chunk by chunk: no [tokens, vocab] fp32 logits
+        loss = model(b["input_ids"], position_ids=b.get("position_ids"), segments=b.get("segments"),
+                     targets=b["targets"])
         return loss, {}
 
     def state_dict(self):

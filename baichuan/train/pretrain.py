@@ -30,7 +30,7 @@ from baichuan.config import ModelConfig, preset
 from baichuan.data.loader import TokenLoader, iter_eval_batches
 from baichuan.data.shards import TokenShards, open_shards
 from baichuan.errors import BaichuanError
-from baichuan.model import Baichuan, build, lm_loss
+from baichuan.model import Baichuan, build
 from baichuan.train import state as train_state
 from baichuan.train.metrics import MetricsLog, peak_flops, plot_losses
 from baichuan.train.optim import build_optimizer, lr_at
@@ -113,11 +113,11 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
 def memory_estimate(mc: ModelConfig, cfg: TrainConfig, world: int, bytes_act: int) -> float:
     """Bytes per rank: fp32 weights + grads + AdamW m, v (16 B/param, sharded by FSDP), activations
     (~34*s*b*h per layer in 16-bit, Korthikanti et al. 2022; 2*s*b*h with checkpointing) and the
-    logits with their fp32 loss copy and gradient."""
+    logits of one loss chunk (the model computes the loss 4,096 positions at a time)."""
     params = mc.num_params() * 16 / world
     sbh = cfg.seq_len * cfg.batch_size * mc.hidden_size
     per_layer = (2 if cfg.activation_checkpointing else 34) * sbh * bytes_act / 2
-    logits = cfg.seq_len * cfg.batch_size * mc.vocab_size * (bytes_act + 4 + 4)
+    logits = min(cfg.seq_len * cfg.batch_size, 4096) * mc.vocab_size * (bytes_act + 4 + 4)
     return params + mc.num_layers * per_layer + logits
 
 
@@ -223,7 +223,7 @@ def make_objective(cfg: TrainConfig, mc: ModelConfig, model, rank: int, world: i
         shards = open_shards(cfg.data)
         loader = TokenLoader(shards, cfg.seq_len, cfg.batch_size, rank, world, cfg.seed)
         total = shards.manifest["total_tokens"]
-        return LMObjective(loader, mc.z_loss_weight), cfg.seq_len, \
+        return LMObjective(loader), cfg.seq_len, \
             f"{total:,} tokens in {len(shards.files)} shard(s)"
     from baichuan.tokenizer import Tokenizer
     from baichuan.train.chat_data import load_chats, load_pairs, pack
@@ -233,7 +233,7 @@ def make_objective(cfg: TrainConfig, mc: ModelConfig, model, rank: int, world: i
         arrays = pack(examples, cfg.seq_len, pad_id=mc.pad_token_id)
         loader = PackedLoader(arrays, cfg.batch_size, rank, world, cfg.seed)
         learned = int((arrays["labels"][:, 1:] != -100).sum())
-        return LMObjective(loader, mc.z_loss_weight), cfg.seq_len, \
+        return LMObjective(loader), cfg.seq_len, \
             f"{report.summary()}; packed into {loader.total} rows of {cfg.seq_len + 1}, {learned:,} tokens learned"
     arrays, report = load_pairs(cfg.data, tok, cfg.seq_len, cfg.on_long, cfg.on_error, tok.eos_id)
     objective = DPOObjective(model, arrays, cfg.batch_size, rank, world, cfg.seed, cfg.dpo_beta, device, amp)
@@ -248,7 +248,7 @@ def evaluate(model, val: dict[str, TokenShards], cfg: TrainConfig, amp) -> dict:
             losses = []
             for x, y in iter_eval_batches(shards, cfg.seq_len, cfg.batch_size, cfg.eval_batches):
                 with amp():
-                    losses.append(lm_loss(model(x.to(_device(model))), y.to(_device(model))).item())
+                    losses.append(model(x.to(_device(model)), targets=y.to(_device(model))).item())
             loss = float(np.mean(losses)) if losses else float("nan")
             m = shards.manifest
             bpb = loss / math.log(2) * m["total_tokens"] / m["total_bytes"] if m.get("total_bytes") else None
