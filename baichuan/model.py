@@ -323,12 +323,17 @@ def _chunk_loss(h, weight, targets, z_loss_weight, ignore_index):
 
 
 def chunked_lm_loss(hidden, weight, targets, z_loss_weight: float = 0.0, ignore_index: int = -100,
-                    chunk_tokens: int = 4096):
+                    chunk_tokens: int = 4096, direct_limit: int = 1 << 28):
     """lm_loss(hidden @ weight.T, targets) over chunks of positions, each recomputed in backward
     (activation checkpointing), so the [tokens, vocab] fp32 logits never exist at once: at 125,696
-    vocab and 8k tokens they would take 4 GB, plus as much again for their gradient."""
+    vocab and 8k tokens they would take 4 GB, plus as much again for their gradient. Below
+    `direct_limit` logits it computes them in one go (small models: the recompute would cost more)."""
     h = hidden.reshape(-1, hidden.shape[-1])
     t = targets.reshape(-1)
+    if h.shape[0] * weight.shape[0] <= direct_limit:  # logits under 1 GB in fp32: recomputing costs more than it saves
+        ce, z = _chunk_loss(h, weight, t, z_loss_weight, ignore_index)
+        loss = ce / (t != ignore_index).sum().clamp(min=1)
+        return loss + z_loss_weight * z / t.numel() if z_loss_weight else loss
     ce_sum = h.new_zeros((), dtype=torch.float32)
     z_sum = h.new_zeros((), dtype=torch.float32)
     for i in range(0, h.shape[0], chunk_tokens):

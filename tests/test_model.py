@@ -299,7 +299,7 @@ def test_loss_from_targets_equals_full_logits_loss_and_gradients(arch):
             loss = lm_loss(model(ids), targets, 1e-3)
         else:
             original = bm.chunked_lm_loss.__defaults__
-            bm.chunked_lm_loss.__defaults__ = (0.0, -100, 8)  # many small chunks
+            bm.chunked_lm_loss.__defaults__ = (0.0, -100, 8, 0)  # many small chunks, always chunked
             try:
                 loss = model(ids, targets=targets)
             finally:
