@@ -296,6 +296,10 @@ def train(cfg: TrainConfig) -> dict:
         amp_ctx = lambda: torch.autocast(device.type, enabled=False)  # noqa: E731 - FSDP casts the params
     else:
         model = initial_model(mc, cfg).to(device)
+        if cfg.lora and dtype != torch.float32:  # a frozen base needs no fp32 master copy
+            for p in model.parameters():
+                if not p.requires_grad and p.is_floating_point():
+                    p.data = p.data.to(dtype)
         parallelize(model, world_size=1, compile=compile_, activation_checkpointing=cfg.activation_checkpointing)
         amp_ctx = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)  # noqa: E731
     objective, seq_tokens, data_line = make_objective(cfg, mc, model, rank, world, device, amp_ctx)
