@@ -6,8 +6,9 @@ unpickled as code), or safetensors shards + `model.safetensors.index.json`, or a
 either kind. Rotary `inv_freq` buffers found in Baichuan-7B files are ignored.
 
 Writes: `config.json`, `generation_config.json`, `model-0000i-of-0000n.safetensors` +
-`model.safetensors.index.json` with the released tensor names, and the tokenizer files. The
-directory appears complete or not at all (written beside, then renamed).
+`model.safetensors.index.json` with the released tensor names, the tokenizer files, and the HF
+remote code (`baichuan/hf/*.py`, named by config.json's `auto_map`). The directory appears
+complete or not at all (written beside, then renamed).
 
 Loading streams one shard at a time into a model built on the meta device and materialized on the
 target device, so host memory peaks near one shard plus the model, not two copies of it.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from baichuan import hf
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan, build
@@ -192,7 +194,10 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
                 total += t.numel() * t.element_size()
             del tensors
         _write_json(tmp / SAFE_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
-        _write_json(tmp / "config.json", to_hf_dict(model.cfg, torch_dtype=str(dtype).removeprefix("torch.")))
+        # with the remote code, so HF's Auto classes open the directory (trust_remote_code=True)
+        _write_json(tmp / "config.json", to_hf_dict(model.cfg, torch_dtype=str(dtype).removeprefix("torch."))
+                    | {"auto_map": hf.CONFIG_AUTO_MAP})
+        hf.copy_code(tmp)
         gen = generation_config or GenerationConfig(pad_token_id=model.cfg.pad_token_id,
                                                     bos_token_id=model.cfg.bos_token_id,
                                                     eos_token_id=model.cfg.eos_token_id)

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, Sequence
 import sentencepiece as spm
 from tqdm import tqdm
 
+from baichuan import hf
 from baichuan.config import ASSISTANT_TOKEN_ID, USER_TOKEN_ID
 from baichuan.errors import BaichuanError
 
@@ -164,12 +165,9 @@ class Tokenizer:
     # -- save ---------------------------------------------------------------------------------
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write tokenizer.model, tokenizer_config.json and special_tokens_map.json (HF layout).
-
-        The fields are those of Baichuan's released tokenizer_config.json, except `auto_map`: that
-        points at tokenization_baichuan.py, which this project does not ship yet, and a dangling
-        auto_map makes AutoTokenizer fail with a confusing import error instead of a clear one.
-        """
+        """Write tokenizer.model, tokenizer_config.json, special_tokens_map.json (HF layout) and
+        tokenization_baichuan.py, so `AutoTokenizer.from_pretrained(out_dir, trust_remote_code=True)`
+        opens it. The fields are those of Baichuan's released tokenizer_config.json."""
         out = Path(out_dir)
         if min(self.unk_id, self.bos_id, self.eos_id) < 0:
             raise BaichuanError(f"{self.source}: has no <unk>/<s>/</s> piece, so there is no HF config to write")
@@ -182,6 +180,7 @@ class Tokenizer:
         config = {
             "add_bos_token": False,   # Baichuan never prepends BOS (spec §4)
             "add_eos_token": False,
+            "auto_map": hf.TOKENIZER_AUTO_MAP,
             "bos_token": token(bos, True),
             "clean_up_tokenization_spaces": False,
             "eos_token": token(eos, True),
@@ -198,6 +197,7 @@ class Tokenizer:
             _atomic_write(out / MODEL_FILE, self.model_proto)
             _atomic_write(out / "tokenizer_config.json", _json_bytes(config))
             _atomic_write(out / "special_tokens_map.json", _json_bytes(special))
+            hf.copy_code(out, (hf.TOKENIZER_FILE,))
         except OSError as e:
             raise BaichuanError(f"{out}: cannot write the tokenizer there ({e.strerror or e})") from None
         return out

@@ -131,8 +131,8 @@ def test_load_errors(tmp_path):
 def test_save_matches_released_config(b2, tmp_path):
     out = b2.save(tmp_path / "tok")
     released = json.loads(fixture_path("baichuan2", "tokenizer_config.json").read_text())
-    released.pop("auto_map")
-    assert json.loads((out / "tokenizer_config.json").read_text()) == released
+    assert json.loads((out / "tokenizer_config.json").read_text()) == released  # auto_map included
+    assert (out / "tokenization_baichuan.py").is_file()
     special = json.loads(fixture_path("baichuan-13b-chat", "special_tokens_map.json").read_text())
     assert json.loads((out / "special_tokens_map.json").read_text()) == special
     assert (out / "tokenizer.model").read_bytes() == fixture_path("baichuan2", "tokenizer.model").read_bytes()
@@ -277,8 +277,8 @@ def test_trained_layout(trained):
     layout = reserved_layout()
     assert [tok.piece(i) for i in range(3, 3 + len(layout))] == layout
     assert tok.id("<0x00>") > 388 and tok.id("<0xFF>") == tok.id("<0x00>") + 255
-    assert sorted(p.name for p in out.iterdir()) == ["special_tokens_map.json", "tokenizer.model",
-                                                      "tokenizer_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["special_tokens_map.json", "tokenization_baichuan.py",
+                                                      "tokenizer.model", "tokenizer_config.json"]
     assert Tokenizer.load(out).encode("你好 world") == tok.encode("你好 world")
 
 
