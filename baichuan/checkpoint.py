@@ -25,6 +25,7 @@ import torch
 
 from baichuan import hf
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
+from baichuan.data.writers import replace_dir
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan, build
 
@@ -204,7 +205,7 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
         _write_json(tmp / "generation_config.json", gen.to_dict())
         if tokenizer is not None:
             tokenizer.save(tmp)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -215,12 +216,4 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    old = None
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 

@@ -8,7 +8,7 @@
     baichuan info MODEL                     what a model directory holds
 
 A user error prints one line `error: ...` and exits 1; `--debug` (or BAICHUAN_DEBUG=1) shows
-the traceback instead. Stages that are not built yet say so and exit 2.
+the traceback instead.
 """
 
 from __future__ import annotations
@@ -19,11 +19,6 @@ import sys
 from pathlib import Path
 
 from baichuan.errors import BaichuanError
-
-NOT_BUILT = {
-    "index": "document indexing for search-augmented answers",
-    "ask": "search-augmented answers",
-}
 
 
 def _device(name: str | None) -> str:
@@ -192,7 +187,7 @@ def cmd_serve(args) -> None:
     from baichuan.infer.server import serve
     serve(args.model, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("BAICHUAN_API_KEY"),
           max_batch=args.max_batch, max_queue=args.max_queue, max_len=args.max_len, device=args.device,
-          dtype=getattr(torch, args.dtype) if args.dtype else None, model_name=args.name)
+          dtype=getattr(torch, args.dtype) if args.dtype else None, model_name=args.name, index_dir=args.index)
 
 
 def cmd_eval(args) -> None:
@@ -222,9 +217,14 @@ def cmd_adapt(args) -> None:
           workers=args.workers, compile=args.compile, **opts)
 
 
-def cmd_not_built(args) -> None:
-    print(f"baichuan {args.command}: {NOT_BUILT[args.command]} is not built yet", file=sys.stderr)
-    raise SystemExit(2)
+def cmd_index(args) -> None:
+    from baichuan.rag.command import run_index
+    run_index(args)
+
+
+def cmd_ask(args) -> None:
+    from baichuan.rag.command import run_ask
+    run_ask(args)
 
 
 # ------------------------------------------------------------------------------------- parser
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond that; more get 503")
     p.add_argument("--max-len", type=int, help="context per request (default: the model's)")
     p.add_argument("--name", help="model id in the API (default: the directory name)")
+    p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
+                                   "document search in the web chat")
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_serve)
@@ -355,20 +357,24 @@ def build_parser() -> argparse.ArgumentParser:
     eval_command.add_arguments(p)
     p.set_defaults(func=cmd_eval)
 
+    from baichuan.rag import command as rag_command
+    p = sub.add_parser("index", help="index a folder of documents for `baichuan ask` (BM25, incremental)")
+    rag_command.add_index_arguments(p)
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("ask", help="answer a question from indexed documents, with citations")
+    rag_command.add_ask_arguments(p)
+    p.set_defaults(func=cmd_ask)
+
     p = sub.add_parser("info", help="describe a model directory")
     p.add_argument("model")
     p.set_defaults(func=cmd_info)
 
-    for name, what in NOT_BUILT.items():
-        sub.add_parser(name, help=f"{what} (not built yet)", add_help=False).set_defaults(func=cmd_not_built)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.func is not cmd_not_built:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("BAICHUAN_DEBUG") == "1"
     try:
         args.func(args)

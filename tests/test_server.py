@@ -35,9 +35,10 @@ class Server:
         self.model = load_pretrained(model_dir)
         self.tok = Tokenizer.load(model_dir)
         self.engine = Engine(self.model, max_batch=cfg.pop("max_batch", 4), max_len=256)
+        index = cfg.pop("index", None)
         self.cfg = ServerConfig(model_name="tiny", api_key=KEY, **cfg)
         gen = GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
-        app = create_app(self.engine, self.tok, gen, self.cfg)
+        app = create_app(self.engine, self.tok, gen, self.cfg, index=index)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))

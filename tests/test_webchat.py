@@ -4,7 +4,6 @@ import os
 import shutil
 
 import pytest
-
 from test_server import KEY, Server
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -17,16 +16,22 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def page(tiny_model_dir):
+def browser():
+    with sync_api.sync_playwright() as p:   # one Playwright per module: it cannot be nested
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(tiny_model_dir, browser):
     server = Server(tiny_model_dir, max_queue=8, max_new_tokens=4096)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        pg = browser.new_page()
-        pg.goto(server.url + "/")
-        pg.fill("#api_key", KEY)
-        pg.fill("#temperature", "0")
-        yield pg, server
-        browser.close()
+    pg = browser.new_page()
+    pg.goto(server.url + "/")
+    pg.fill("#api_key", KEY)
+    pg.fill("#temperature", "0")
+    yield pg, server
+    pg.close()
     server.close()
 
 
@@ -82,3 +87,36 @@ def test_errors_are_shown(page):
     pg.wait_for_selector(".msg.error", timeout=10000)
     assert "API key" in pg.locator(".msg.error").inner_text()
     pg.fill("#api_key", KEY)
+
+
+def test_document_search_answers_with_sources(tiny_model_dir, browser, tmp_path, monkeypatch):
+    pytest.importorskip("bm25s")
+    pytest.importorskip("jieba")
+    import baichuan.rag.answer as rag_answer
+    from baichuan.rag import build_index, load_index
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "globe.md").write_text("The Globe Theatre burned down in 1613.\n\nIt was rebuilt in 1614.",
+                                   encoding="utf-8")
+    build_index(docs, progress=False)
+    finish = rag_answer.finish
+    # the tiny random model never writes "[1]"; a capable one does: append it to what it wrote
+    monkeypatch.setattr(rag_answer, "finish", lambda raw, *a: finish(raw + " [1]", *a))
+    server = Server(tiny_model_dir, max_queue=8, max_new_tokens=64, index=load_index(docs))
+    try:
+        pg = browser.new_page()
+        asked = []
+        pg.on("request", lambda r: asked.append(r.url) if r.method == "POST" else None)
+        pg.goto(server.url + "/")
+        pg.fill("#api_key", KEY)
+        pg.fill("#temperature", "0")
+        pg.fill("#max_tokens", "8")
+        pg.wait_for_selector("#use_index_label:not([hidden])", timeout=10000)
+        pg.check("#use_index")
+        send(pg, "When did the Globe Theatre burn down?")
+        pg.wait_for_selector(".msg.assistant[data-done='1']", timeout=30000)
+        assert asked == [server.url + "/v1/ask"]
+        assert pg.locator(".msg.assistant .sources li").all_inner_texts()[0].startswith("globe.md #1: The Globe")
+        pg.close()
+    finally:
+        server.close()

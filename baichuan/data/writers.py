@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,19 @@ def atomic_write_text(path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Put the finished folder `src` at `dst`: the old folder moves aside, the new one takes its
+    name, then the old one is deleted. Each rename is atomic on one filesystem, so a reader sees
+    the old folder or the new one, never a mixture."""
+    old = None
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

@@ -2,6 +2,7 @@
 
     POST /v1/chat/completions   (stream or not; Baichuan 1 / Baichuan 2 chat prompt by tokenizer)
     POST /v1/completions        (stream or not)
+    POST /v1/ask                (with --index: answers from documents with citations; stream or not)
     GET  /v1/models, /health, /metrics (Prometheus text), /  (the chat page)
 
 The server only translates HTTP to engine calls. Every request is bounded: body size, prompt and
@@ -34,6 +35,7 @@ class ServerConfig:
     max_queue: int = 64               # requests waiting for a row, beyond the engine's rows
     max_new_tokens: int = 2048        # per request
     max_body_bytes: int = 1 << 20
+    max_question_chars: int = 4000    # /v1/ask; the prompt budget is checked in tokens as well
     stats: dict = field(default_factory=lambda: {"requests": 0, "rejected": 0, "completed": 0, "cancelled": 0,
                                                   "prompt_tokens": 0, "completion_tokens": 0})
 
@@ -117,7 +119,8 @@ def chat_prompt(tok, body: dict, max_new: int, max_len: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------- the app
 
-def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig):
+def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index=None):
+    """The FastAPI app; `index` (baichuan.rag.Index) enables POST /v1/ask."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
@@ -274,6 +277,57 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig):
     async def completions(request: Request):
         return await complete(request, chat=False)
 
+    @app.post("/v1/ask")
+    async def ask(request: Request):
+        """{"question", "passages"? (how many to retrieve, default 5), "max_tokens"?, "stream"?,
+        sampling fields?} -> the answer with
+        citations (baichuan.rag.Answer.to_dict). Streaming sends {"passages"} first, then
+        {"delta"} events, then the whole answer as {"answer": ...}. Greedy unless told otherwise."""
+        from baichuan.rag.answer import Answer, finish, prepare, public_passages
+        if index is None:
+            raise ApiError(404, "this server has no document index; start it with `baichuan serve MODEL --index DIR`",
+                           code="no_index")
+        body = await read_body(request)
+        question = body.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise ApiError(400, "'question' must be a non-empty string", param="question")
+        if len(question) > cfg.max_question_chars:
+            raise ApiError(400, f"'question' is {len(question)} characters; the limit is {cfg.max_question_chars}",
+                           param="question", code="context_length_exceeded")
+        top_k = _number(body, "passages", int, 1, 20, 5)
+        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg, tokenizer.eos_id)
+        try:
+            prepared = await asyncio.to_thread(prepare, question, index, tokenizer, top_k=top_k,
+                                               max_new_tokens=params.max_new_tokens, max_len=max_len)
+        except BaichuanError as e:
+            raise ApiError(400, str(e), param="question", code="context_length_exceeded") from None
+        stream = bool(body.get("stream"))
+        if isinstance(prepared, Answer):                       # nothing relevant: no generation
+            result = prepared.to_dict()
+            if not stream:
+                return result
+            events = [{"passages": []}, {"answer": result}]
+            return StreamingResponse((f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events),
+                                     media_type="text/event-stream")
+        ids, used, lang = prepared
+        req, queue = admit(ids, params, asyncio.get_running_loop())
+        if not stream:
+            text = [delta async for delta, _ in pieces(request, req, queue, params)]
+            return finish("".join(text), ids, used, lang).to_dict()
+
+        async def events():
+            yield f"data: {json.dumps({'passages': public_passages(used)}, ensure_ascii=False)}\n\n"
+            text = []
+            async for delta, _ in pieces(request, req, queue, params):
+                if delta:
+                    text.append(delta)
+                    yield f"data: {json.dumps({'delta': delta}, ensure_ascii=False)}\n\n"
+            result = finish("".join(text), ids, used, lang).to_dict()
+            yield f"data: {json.dumps({'answer': result}, ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": cfg.model_name, "object": "model", "created": 0,
@@ -281,7 +335,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": cfg.model_name, "busy": engine.busy}
+        return {"status": "ok", "model": cfg.model_name, "busy": engine.busy, "index": index is not None}
 
     @app.get("/metrics")
     async def metrics():
@@ -300,7 +354,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig):
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 8, max_queue: int = 64, max_len: int | None = None, device: str | None = None,
-          dtype=None, model_name: str | None = None) -> None:
+          dtype=None, model_name: str | None = None, index_dir: str | None = None) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -313,9 +367,13 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_pretrained(model_dir, device=device, dtype=dtype)
     tok = Tokenizer.load(model_dir)
+    index = None
+    if index_dir:
+        from baichuan.rag.index import load_index
+        index = load_index(index_dir)
     engine = Engine(model, max_batch=max_batch, max_len=max_len)
     cfg = ServerConfig(model_name=model_name or Path(model_dir).name, api_key=api_key, max_queue=max_queue)
-    app = create_app(engine, tok, load_generation_config(model_dir), cfg)
+    app = create_app(engine, tok, load_generation_config(model_dir), cfg, index=index)
     engine.start()
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")

@@ -16,13 +16,33 @@ from pathlib import Path
 
 import torch
 
-from baichuan.checkpoint import (IGNORED_SUFFIXES, SAFE_INDEX, _iter_tensors, _replace_dir, _shards, _write_json,
-                                 load_weights, weight_files)
+from baichuan.checkpoint import (
+    IGNORED_SUFFIXES,
+    SAFE_INDEX,
+    _iter_tensors,
+    _shards,
+    _write_json,
+    load_weights,
+    weight_files,
+)
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
+from baichuan.data.writers import replace_dir
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan
-from baichuan.quant.linear import (GROUP_SIZES, MODULES, QUANT_METHOD, QUANTIZED, Int4Linear, Int8Linear, _check_mode,
-                                   _targets, quantization_config, quantize, quantize_weight, use_kernels)
+from baichuan.quant.linear import (
+    GROUP_SIZES,
+    MODULES,
+    QUANT_METHOD,
+    QUANTIZED,
+    Int4Linear,
+    Int8Linear,
+    _check_mode,
+    _targets,
+    quantization_config,
+    quantize,
+    quantize_weight,
+    use_kernels,
+)
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "tokenization_baichuan.py")
 
@@ -40,7 +60,7 @@ def _atomic_dir(out_dir: Path):
     tmp.mkdir()
     try:
         yield tmp
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -74,7 +74,8 @@ def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_adapter(model: nn.Module, out_dir: str | Path, base_model: str | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from baichuan.checkpoint import _replace_dir, _write_json
+    from baichuan.checkpoint import _write_json
+    from baichuan.data.writers import replace_dir
     out_dir = Path(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.partial"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,7 @@ def save_adapter(model: nn.Module, out_dir: str | Path, base_model: str | None =
     _write_json(tmp / ADAPTER_CONFIG, {"peft_type": "LORA", "task_type": "CAUSAL_LM", "bias": "none",
                                        "fan_in_fan_out": False, "inference_mode": True,
                                        "base_model_name_or_path": base_model, **model.lora_config})
-    _replace_dir(tmp, out_dir)
+    replace_dir(tmp, out_dir)
     return out_dir
 
 
