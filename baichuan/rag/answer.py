@@ -29,8 +29,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from baichuan.data.text import cjk_count, non_space_len, split_sentences
+from baichuan.data.text import split_sentences
 from baichuan.errors import BaichuanError
+from baichuan.rag.terms import question_language
 from baichuan.tokenizer import build_chat_input, chat_template_for
 
 IDK = {"zh": "我不知道。", "en": "I don't know."}
@@ -66,12 +67,6 @@ class Answer:
         return {"answer": self.text, "citations": self.citations, "used_passages": self.used_passages,
                 "refused": self.refused, "reason": self.reason, "prompt_tokens": self.prompt_tokens,
                 "lang": self.lang}
-
-
-def question_language(text: str) -> str:
-    """'zh' when CJK ideographs make up at least a fifth of the non-space characters, else 'en'."""
-    n = cjk_count(text)
-    return "zh" if n and n >= 0.2 * non_space_len(text) else "en"
 
 
 def passage_label(p: dict) -> str:

@@ -27,6 +27,8 @@ def add_index_arguments(p) -> None:
     p.add_argument("--overlap-chars", type=int, default=OVERLAP_CHARS, help="overlap between passages")
     p.add_argument("--embed", help="dense index too: 'auto' (a locally installed model) or a "
                                    "sentence-transformers model folder")
+    p.add_argument("--embed-languages", help="question languages the dense side serves, e.g. zh,en "
+                                             "(default: en for 'auto', an English model; zh,en for a folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -35,6 +37,7 @@ def run_index(args) -> None:
     from baichuan.rag.terms import Analyzer
     report = build_index(args.docs, args.out, analyzer=Analyzer(args.analyzer, t2s=args.t2s, stem=not args.no_stem),
                          max_chars=args.max_chars, overlap_chars=args.overlap_chars, embed=args.embed,
+                         embed_languages=args.embed_languages.split(",") if args.embed_languages else None,
                          progress=not args.quiet)
     print(report.summary())
     if report.bytes_read and report.seconds:

@@ -37,7 +37,7 @@ from baichuan.data.writers import replace_dir
 from baichuan.errors import BaichuanError
 from baichuan.rag.passages import MAX_CHARS, OVERLAP_CHARS, split_passages
 from baichuan.rag.sources import Skip, list_files, read_docs
-from baichuan.rag.terms import Analyzer, analyzer_from
+from baichuan.rag.terms import Analyzer, analyzer_from, question_language
 
 FORMAT = 1
 INDEX_NAME = ".baichuan-index"   # default place, inside the documents folder (hidden: never indexed)
@@ -135,7 +135,8 @@ class Index:
         returned. With a dense index, BM25 and embedding ranks are fused (dense.py)."""
         terms = self.query_terms(query)
         scores = self.bm25_scores(terms)
-        if self.dense is not None and dense_weight != 0:
+        languages = (self.manifest.get("dense") or {}).get("languages", ["zh", "en"])
+        if self.dense is not None and dense_weight != 0 and question_language(query) in languages:
             from baichuan.rag.dense import fuse
             scores = fuse(self, query, scores, weight=dense_weight)
         matched = np.flatnonzero(scores > 0)
@@ -211,6 +212,7 @@ class _Previous:
     offsets: np.ndarray
     dense: np.ndarray | None
     dense_model: str | None
+    dense_languages: list[str] | None
 
 
 def _previous(index_dir: Path, settings: dict) -> _Previous | None:
@@ -231,16 +233,19 @@ def _previous(index_dir: Path, settings: dict) -> _Previous | None:
         return None              # a damaged index is rebuilt from scratch, not trusted
     if len(offsets) != len(passages) + 1:
         return None
-    return _Previous(manifest.get("files", {}), passages, vocab, term_ids, offsets, dense, dense_info.get("model"))
+    return _Previous(manifest.get("files", {}), passages, vocab, term_ids, offsets, dense, dense_info.get("model"),
+                     dense_info.get("languages"))
 
 
 def build_index(docs_dir: str | os.PathLike, index_dir: str | os.PathLike | None = None, *,
                 analyzer: Analyzer | None = None, max_chars: int = MAX_CHARS, overlap_chars: int = OVERLAP_CHARS,
-                embed: str | None = None, progress: bool = True) -> BuildReport:
+                embed: str | None = None, embed_languages: list[str] | None = None,
+                progress: bool = True) -> BuildReport:
     """Index every .txt/.md/.html/.jsonl file under `docs_dir` into `index_dir` (default
     DOCS/.baichuan-index), reusing what an existing index there has for unchanged files.
     `embed`: None (BM25 only), "auto" (the bundled-package model if installed) or a
-    sentence-transformers model folder."""
+    sentence-transformers model folder; `embed_languages`: the question languages it serves
+    (default: dense.default_languages)."""
     t0 = time.perf_counter()
     root = Path(docs_dir).resolve()
     if not root.is_dir():
@@ -251,10 +256,11 @@ def build_index(docs_dir: str | os.PathLike, index_dir: str | os.PathLike | None
     split_passages("x" * 30, max_chars, overlap_chars)          # validates the sizes before any work
     prev = _previous(out, settings)
     report = BuildReport(index_dir=out)
-    embed_model = None
+    embed_model = languages = None
     if embed:
-        from baichuan.rag.dense import find_model
+        from baichuan.rag.dense import default_languages, find_model
         embed_model, note = find_model(embed)
+        languages = (embed_languages or default_languages(embed)) if embed_model else None
         if note:
             report.notes.append(note)
 
@@ -340,7 +346,8 @@ def build_index(docs_dir: str | os.PathLike, index_dir: str | os.PathLike | None
     report.passages = len(passages)
     report.bytes_total = sum(e["size"] for e in entries.values())
     skipped = [{"file": f, "reason": r} for f, r in sorted(report.skipped)]
-    if prev and not report.added and not report.changed and not report.removed and embed_model == prev.dense_model \
+    if prev and not report.added and not report.changed and not report.removed \
+            and (embed_model, languages) == (prev.dense_model, prev.dense_languages) \
             and skipped == _read_manifest(out / MANIFEST).get("skipped"):
         report.written = False
         _touch_mtimes(out, entries)      # mtimes may have moved with the same bytes
@@ -360,7 +367,7 @@ def build_index(docs_dir: str | os.PathLike, index_dir: str | os.PathLike | None
     dense, dense_info = None, None
     if embed_model:
         from baichuan.rag.dense import build_dense
-        dense, dense_info = build_dense(embed_model, passages, prev, reused_rows, progress)
+        dense, dense_info = build_dense(embed_model, passages, prev, reused_rows, progress, languages)
 
     manifest = {"format": FORMAT, "root": str(root), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "settings": settings, "analyzer": analyzer.to_dict(), "dense": dense_info,

@@ -27,7 +27,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from baichuan.data.text import CJK_IDEOGRAPHS
+from baichuan.data.text import CJK_IDEOGRAPHS, cjk_count, non_space_len
 from baichuan.errors import BaichuanError
 
 MODES = ("jieba", "bigram")
@@ -79,6 +79,12 @@ class Analyzer:
             else:
                 out += [run[i:i + 2] for i in range(len(run) - 1)]
         return out
+
+
+def question_language(text: str) -> str:
+    """'zh' when CJK ideographs make up at least a fifth of the non-space characters, else 'en'."""
+    n = cjk_count(text)
+    return "zh" if n and n >= 0.2 * non_space_len(text) else "en"
 
 
 def analyzer_from(d: dict, source: str) -> Analyzer:
