@@ -187,7 +187,8 @@ def cmd_serve(args) -> None:
     from baichuan.infer.server import serve
     serve(args.model, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("BAICHUAN_API_KEY"),
           max_batch=args.max_batch, max_queue=args.max_queue, max_len=args.max_len, device=args.device,
-          dtype=getattr(torch, args.dtype) if args.dtype else None, model_name=args.name, index_dir=args.index)
+          dtype=getattr(torch, args.dtype) if args.dtype else None, model_name=args.name, index_dir=args.index,
+          compile=args.compile)
 
 
 def cmd_eval(args) -> None:
@@ -337,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond that; more get 503")
     p.add_argument("--max-len", type=int, help="context per request (default: the model's)")
     p.add_argument("--name", help="model id in the API (default: the directory name)")
+    p.add_argument("--compile", action="store_true", help="compile the decode step (CUDA graphs on GPUs); "
+                                                          "compiled before serving starts")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
                                    "document search in the web chat")
     p.add_argument("--device")

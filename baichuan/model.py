@@ -223,7 +223,8 @@ class BaichuanModel(nn.Module):
             slots, S = steps, T
         else:
             slots, S = cache.lengths[:, None] + steps, cache.max_len
-            if not input_ids.is_cuda and int(slots.max()) >= S:  # on GPUs the engine guarantees room (no sync)
+            # on GPUs and under compile the engine guarantees room (a check here would sync / break the graph)
+            if not input_ids.is_cuda and not torch.compiler.is_compiling() and int(slots.max()) >= S:
                 raise ValueError(f"KV cache holds {S} positions; {int(cache.lengths.max())} used + {T} new do not fit")
         x = self.embed_tokens(input_ids)
         rope = None

@@ -68,7 +68,8 @@ async def run_clients(url, streams, prompt_len, new, vocab):
 
 def ours(model, args) -> dict:
     import uvicorn
-    engine = Engine(model, max_batch=args.streams, max_len=args.prompt + args.new + 8)
+    engine = Engine(model, max_batch=args.streams, max_len=args.prompt + args.new + 8, compile=not args.eager)
+    engine.warm_up()    # compiles before the clock starts
     app = create_app(engine, IdsAsText(), GenerationConfig(do_sample=False, repetition_penalty=1.0),
                      ServerConfig(model_name="bench", max_queue=args.streams, max_new_tokens=args.new))
     with socket.socket() as s:
@@ -123,6 +124,7 @@ def main() -> None:
     ap.add_argument("--prompt", type=int)
     ap.add_argument("--new", type=int)
     ap.add_argument("--hf-batch", type=int)
+    ap.add_argument("--eager", action="store_true", help="decode without torch.compile / CUDA graphs")
     ap.add_argument("--out", default="out/bench/serve.json")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

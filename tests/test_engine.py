@@ -14,14 +14,16 @@ from test_model import small_model
 NO_EOS = dict(eos_token_ids=(-1,))
 
 
-@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
-def test_concurrent_requests_equal_each_alone(arch):
+@pytest.mark.parametrize("arch,compile", [("baichuan-7b", False), ("baichuan2-13b", False), ("baichuan2-7b", True)])
+def test_concurrent_requests_equal_each_alone(arch, compile):
     model = small_model(arch)
     torch.manual_seed(3)
     prompts = [torch.randint(3, 300, (n,)).tolist() for n in (5, 17, 9, 30, 2, 11)]
     params = [SamplingParams(max_new_tokens=n, **NO_EOS) for n in (12, 4, 20, 7, 15, 9)]
     alone = [list(generate_ids(model, p, q)) for p, q in zip(prompts, params)]
-    engine = Engine(model, max_batch=3, max_len=64)  # fewer rows than requests: some wait, then join
+    # fewer rows than requests: some wait, then join; compiled, the decode step runs over 1, 2 or 3 rows
+    engine = Engine(model, max_batch=3, max_len=64, compile=compile)
+    engine.warm_up()
     reqs = [engine.submit(p, q) for p, q in zip(prompts, params)]
     steps = 0
     while not all(r.done for r in reqs):
@@ -31,6 +33,8 @@ def test_concurrent_requests_equal_each_alone(arch):
     assert all(r.finish_reason == "length" for r in reqs)
     assert steps < sum(q.max_new_tokens for q in params)  # really batched
     assert engine.cache.lengths.tolist() == [0, 0, 0] and engine.busy == 0
+    if compile:
+        assert engine._decode is not engine._decode_rows
 
 
 def test_seeded_sampling_does_not_depend_on_the_batch():

@@ -8,6 +8,11 @@ a cancel, and the next waiting request takes the row. Requests join and leave be
 Each step costs one device-to-host copy (the new tokens, which the caller streams); sampling runs on
 the device with each row's own settings (sampling.py).
 
+With `compile=True` the decode step (one token for every row) runs through torch.compile: on CUDA
+in "reduce-overhead" mode (CUDA graphs) over all `max_batch` rows, whose cache, lengths and last
+tokens are fixed-address buffers, so a step replays one graph; on CPU over the active rows rounded
+up to a power of two (one compiled variant per size). Prefill stays eager (prompt lengths vary).
+
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
         ...
@@ -52,7 +57,8 @@ class Request:
 
 
 class Engine:
-    def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0):
+    def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
+                 compile: bool = False):
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
         self.max_len = max_len or model.cfg.max_len
@@ -67,6 +73,14 @@ class Engine:
         self.cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self._decode = self._decode_rows
+        if compile:
+            cuda = self.device.type == "cuda"
+            if cuda:  # CUDA graphs replay fixed addresses: these buffers are the graph's inputs, in place
+                for t in (self.cache.k, self.cache.v, self.cache.lengths, self.last):
+                    torch._dynamo.mark_static_address(t)
+            self._decode = torch.compile(self._decode_rows, dynamic=False,
+                                         mode="reduce-overhead" if cuda else None)
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
@@ -116,8 +130,8 @@ class Engine:
         active = [s for s, r in enumerate(self.slots) if r is not None]
         if not active:
             return events
-        hi = active[-1] + 1
-        logits = self.model(self.last[:hi, None], cache=self.cache.rows(0, hi))[:, -1]
+        hi = self._row_count(active[-1] + 1)
+        logits = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi)
         tokens = self._sample(logits, 0, hi).tolist()  # the step's one host sync
         for s in range(hi):
             req = self.slots[s]
@@ -126,6 +140,27 @@ class Engine:
             else:
                 self._emit(req, tokens[s], events)
         return events
+
+    def _row_count(self, active: int) -> int:
+        """Rows the decode step runs over: the active ones, or one of a few fixed counts when compiled."""
+        if self._decode is self._decode_rows:
+            return active
+        return self.max_batch if self.device.type == "cuda" else min(self.max_batch, 1 << (active - 1).bit_length())
+
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """Compile the decode step for every row count it will run with, so no request waits for it."""
+        if self._decode is self._decode_rows:
+            return
+        for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
+            self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows)
+        self.cache.lengths.zero_()
+
+    def _decode_rows(self, last, k, v, lengths, rows: int):
+        """Logits of the next token for rows [0, rows): the decode step (compiled when asked)."""
+        cache = KVCache.__new__(KVCache)
+        cache.k, cache.v, cache.lengths = k[:, :rows], v[:, :rows], lengths[:rows]
+        return self.model(last[:rows, None], cache=cache)[:, -1]
 
     def _prefill(self, req: Request, slot: int, events) -> None:
         req.slot = slot

@@ -354,7 +354,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 8, max_queue: int = 64, max_len: int | None = None, device: str | None = None,
-          dtype=None, model_name: str | None = None, index_dir: str | None = None) -> None:
+          dtype=None, model_name: str | None = None, index_dir: str | None = None, compile: bool = False) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -371,9 +371,12 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     if index_dir:
         from baichuan.rag.index import load_index
         index = load_index(index_dir)
-    engine = Engine(model, max_batch=max_batch, max_len=max_len)
+    engine = Engine(model, max_batch=max_batch, max_len=max_len, compile=compile)
     cfg = ServerConfig(model_name=model_name or Path(model_dir).name, api_key=api_key, max_queue=max_queue)
     app = create_app(engine, tok, load_generation_config(model_dir), cfg, index=index)
+    if compile:
+        print("compiling the decode step ...")
+        engine.warm_up()
     engine.start()
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")

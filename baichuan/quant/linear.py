@@ -95,11 +95,13 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("scales", torch.ones(out_features, dtype=torch.float32, device=device))
         self.kernel = False  # set by use_kernels: torch._weight_int8pack_mm for bf16 inputs
+        # its bf16 scales, made once: a cast inside forward is a graph op that compiled int8pack_mm rejects
+        self.kernel_scales = None
 
     def forward(self, x):
         if self.kernel and x.dtype == torch.bfloat16:
             return torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.qweight,
-                                             self.scales.to(x.dtype)).view(*x.shape[:-1], -1)
+                                             self.kernel_scales).view(*x.shape[:-1], -1)
         if x.dtype == torch.float16:  # x @ q.T is ~1/scale times the output and can pass fp16's 65504
             return F.linear(x, self.dequantize(x.dtype))
         return F.linear(x, self.qweight.to(x.dtype)) * self.scales.to(x.dtype)
@@ -258,7 +260,7 @@ def _try_kernel(m: nn.Module) -> str | None:
                 x = torch.randn(4, m.in_features, device=m.qweight.device, generator=gen).bfloat16()
                 ref = F.linear(x, m.dequantize(torch.bfloat16)).float()
             if isinstance(m, Int8Linear):
-                m.kernel = True
+                m.kernel, m.kernel_scales = True, m.scales.to(torch.bfloat16)
             else:
                 m.packed, m.scales_and_zeros = _int4_pack_for_kernel(m)
             if why == "unchecked":
@@ -268,7 +270,7 @@ def _try_kernel(m: nn.Module) -> str | None:
             why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
     _verified[key] = why
     if why is not None and isinstance(m, Int8Linear):
-        m.kernel = False
+        m.kernel, m.kernel_scales = False, None
     elif why is not None:
         m.packed = m.scales_and_zeros = None
     elif isinstance(m, Int4Linear):  # the kernel layout replaces the checkpoint one: still 0.5 byte per weight
