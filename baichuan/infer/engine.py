@@ -168,7 +168,9 @@ class Engine:
         prompt = torch.tensor(req.prompt, device=self.device)
         self.cache.lengths[slot] = 0
         self.sampler.assign(slot, req.params, prompt)
-        logits = self.model(prompt[None], cache=self.cache.rows(slot, slot + 1))[:, -1]
+        # the LM head on the last position only: over the whole prompt it would cost more than the blocks
+        hidden = self.model.model(prompt[None], cache=self.cache.rows(slot, slot + 1))
+        logits = self.model.lm_head(hidden[:, -1])
         self._emit(req, int(self._sample(logits, slot, slot + 1)[0]), events)
 
     def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
