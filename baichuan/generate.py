@@ -11,6 +11,7 @@ from typing import Iterator
 from baichuan.errors import BaichuanError
 from baichuan.infer.engine import Engine
 from baichuan.infer.sampling import SamplingParams
+from baichuan.infer.textstream import TextStream
 from baichuan.model import Baichuan
 
 __all__ = ["SamplingParams", "generate", "generate_ids", "stream_text"]
@@ -28,29 +29,21 @@ def generate_ids(model: Baichuan, prompt_ids: list[int], params: SamplingParams)
 
 
 def stream_text(model: Baichuan, tokenizer, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
-    """Yield pieces of text as tokens arrive. Text is re-decoded from all new ids (so multi-token
-    characters and the tokenizer's spacing come out right), a trailing partial UTF-8 character is
-    held back, and so is any tail that could still become a stop string."""
-    ids: list[int] = []
-    sent = 0
-    hold = max((len(s) for s in params.stop), default=1) - 1
-    for t in generate_ids(model, prompt_ids, params):
-        ids.append(t)
-        text = tokenizer.decode(ids)
-        hit = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
-        if hit >= 0:
-            if hit > sent:
-                yield text[sent:hit]
+    """Yield pieces of text as tokens arrive (infer/textstream.py: multi-token characters and the
+    tokenizer's spacing come out right, and a tail that could still become a stop string is held
+    back); generation ends at a stop string, which is not part of the text."""
+    text = TextStream(tokenizer, params.stop)
+    gen = generate_ids(model, prompt_ids, params)
+    for t in gen:
+        delta = text.add(t)
+        if delta:
+            yield delta
+        if text.stopped:
+            gen.close()
             return
-        ready = len(text) - hold if params.stop else len(text)
-        if text.endswith("\ufffd"):
-            ready = min(ready, len(text) - 1)
-        if ready > sent:
-            yield text[sent:ready]
-            sent = ready
-    text = tokenizer.decode(ids)
-    if len(text) > sent:
-        yield text[sent:]
+    rest = text.finish()
+    if rest:
+        yield rest
 
 
 def generate(model: Baichuan, tokenizer, prompt: str | list[int], params: SamplingParams) -> str:

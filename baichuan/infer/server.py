@@ -23,6 +23,7 @@ from pathlib import Path
 from baichuan.errors import BaichuanError
 from baichuan.infer.engine import Engine
 from baichuan.infer.sampling import SamplingParams
+from baichuan.infer.textstream import TextStream
 from baichuan.tokenizer import build_chat_input, chat_template_for
 
 WEB_PAGE = Path(__file__).parent / "web" / "chat.html"
@@ -179,8 +180,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     async def pieces(request: Request, req, queue, params: SamplingParams):
         """Text deltas as tokens arrive (decoded incrementally, stop strings honored), then the
         finish reason. Cancels the request if the client disconnects."""
-        ids, sent, finish, final = [], 0, None, ""
-        hold = max((len(s) for s in params.stop), default=1) - 1
+        text, finish = TextStream(tokenizer, params.stop), None
         try:
             while finish is None:
                 try:
@@ -191,21 +191,16 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                     continue
                 if tok is None:
                     finish = "length" if req.finish_reason == "length" else "stop"
-                    final = tokenizer.decode(ids)
                     break
-                ids.append(tok)
-                final = tokenizer.decode(ids)
-                hit = min((i for i in (final.find(s) for s in params.stop) if i >= 0), default=-1)
-                if hit >= 0:  # a stop string: cut the text before it and end the request
+                delta = text.add(tok)
+                if text.stopped:  # a stop string: the text ends before it, and so does the request
                     engine.cancel(req)
-                    final, finish = final[:hit], "stop"
-                    break
-                ready = len(final) - (hold if params.stop else 0) - (1 if final.endswith("\ufffd") else 0)
-                if ready > sent:
-                    yield final[sent:ready], None
-                    sent = ready
-            if len(final) > sent:  # what was held back: a possible stop-string prefix, a partial character
-                yield final[sent:], None
+                    finish = "stop"
+                if delta:
+                    yield delta, None
+            rest = text.finish()  # what was held back: a possible stop-string prefix, a partial character
+            if rest:
+                yield rest, None
         except (asyncio.CancelledError, GeneratorExit):
             engine.cancel(req)
             with lock:
@@ -213,7 +208,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise
         with lock:
             stats["completed"] += 1
-            stats["completion_tokens"] += len(ids)
+            stats["completion_tokens"] += len(text.ids)
         yield "", finish
 
     def usage(prompt, req):
