@@ -58,11 +58,12 @@ class Request:
 
 class Engine:
     def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
-                 compile: bool = False):
+                 compile: bool = False, prefill_tokens: int = 4096):
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
+        self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
         self.cache = KVCache(model.cfg, max_batch, self.max_len, device=p.device,
                              dtype=p.dtype if p.is_floating_point() else torch.bfloat16)
         self.sampler = SamplerState(max_batch, model.cfg.vocab_size, p.device)
@@ -118,6 +119,7 @@ class Engine:
         for s, req in enumerate(self.slots):
             if req is not None and req.cancelled:
                 self._finish(req, "cancelled", events)
+        admitted = []
         while True:
             with self.cond:
                 if not self.waiting or None not in self.slots:
@@ -126,7 +128,19 @@ class Engine:
             if req.cancelled:
                 self._finish(req, "cancelled", events)
                 continue
-            self._prefill(req, self.slots.index(None), events)
+            req.slot = self.slots.index(None)
+            self.slots[req.slot] = req
+            admitted.append(req)
+        # prompts that arrived together are prefilled together, within a token budget
+        batch: list[Request] = []
+        for req in admitted:
+            longest = max([len(req.prompt)] + [len(r.prompt) for r in batch])
+            if batch and (len(batch) + 1) * longest > self.prefill_tokens:
+                self._prefill(batch, events)
+                batch = []
+            batch.append(req)
+        if batch:
+            self._prefill(batch, events)
         active = [s for s, r in enumerate(self.slots) if r is not None]
         if not active:
             return events
@@ -162,16 +176,27 @@ class Engine:
         cache.k, cache.v, cache.lengths = k[:, :rows], v[:, :rows], lengths[:rows]
         return self.model(last[:rows, None], cache=cache)[:, -1]
 
-    def _prefill(self, req: Request, slot: int, events) -> None:
-        req.slot = slot
-        self.slots[slot] = req
-        prompt = torch.tensor(req.prompt, device=self.device)
-        self.cache.lengths[slot] = 0
-        self.sampler.assign(slot, req.params, prompt)
-        # the LM head on the last position only: over the whole prompt it would cost more than the blocks
-        hidden = self.model.model(prompt[None], cache=self.cache.rows(slot, slot + 1))
-        logits = self.model.lm_head(hidden[:, -1])
-        self._emit(req, int(self._sample(logits, slot, slot + 1)[0]), events)
+    def _prefill(self, reqs: list[Request], events) -> None:
+        """One forward over the prompts of `reqs` (right-padded to the longest) into a scratch
+        cache, then each row's keys and values into its slot. Padding comes after a row's real
+        tokens, so causal attention never lets it change them."""
+        longest = max(len(r.prompt) for r in reqs)
+        ids = torch.zeros(len(reqs), longest, dtype=torch.long, device=self.device)
+        for i, req in enumerate(reqs):
+            ids[i, :len(req.prompt)] = torch.tensor(req.prompt, device=self.device)
+        scratch = KVCache(self.model.cfg, len(reqs), longest, device=self.device, dtype=self.cache.k.dtype)
+        hidden = self.model.model(ids, cache=scratch)
+        last = torch.tensor([len(r.prompt) - 1 for r in reqs], device=self.device)
+        # the LM head on the last prompt position only: over the whole prompt it would cost more than the blocks
+        logits = self.model.lm_head(hidden[torch.arange(len(reqs), device=self.device), last])
+        for i, req in enumerate(reqs):
+            n, slot = len(req.prompt), req.slot
+            self.cache.k[:, slot, :, :n] = scratch.k[:, i, :, :n]
+            self.cache.v[:, slot, :, :n] = scratch.v[:, i, :, :n]
+            self.cache.lengths[slot] = n
+            self.sampler.assign(slot, req.params, ids[i, :n])
+        for i, req in enumerate(reqs):
+            self._emit(req, int(self._sample(logits[i:i + 1], req.slot, req.slot + 1)[0]), events)
 
     def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
         reqs = self.slots[lo:hi]
