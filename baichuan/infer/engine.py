@@ -1,9 +1,10 @@
 """The inference engine: continuous batching over a pre-allocated KV cache. Speaks token ids only.
 
 The cache has `max_batch` rows of `max_len` slots. A request waits until a row is free, is
-prefilled into it on its own (one forward over its prompt), then decodes together with every other
-active row, one token per step; it leaves when it hits EOS, its token budget, the end of its row or
-a cancel, and the next waiting request takes the row. Requests join and leave between steps.
+prefilled into it (requests admitted in the same step share one right-padded forward, up to
+`prefill_tokens`), then decodes together with every other active row, one token per step; it
+leaves when it hits EOS, its token budget, the end of its row or a cancel, and the next waiting
+request takes the row. Requests join and leave between steps.
 
 Each step costs one device-to-host copy (the new tokens, which the caller streams); sampling runs on
 the device with each row's own settings (sampling.py).

@@ -275,9 +275,9 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     @app.post("/v1/ask")
     async def ask(request: Request):
         """{"question", "passages"? (how many to retrieve, default 5), "max_tokens"?, "stream"?,
-        sampling fields?} -> the answer with
-        citations (baichuan.rag.Answer.to_dict). Streaming sends {"passages"} first, then
-        {"delta"} events, then the whole answer as {"answer": ...}. Greedy unless told otherwise."""
+        sampling fields?} -> the answer with citations (baichuan.rag.answer.Answer.to_dict).
+        Streaming sends {"passages"} first, then {"delta"} events, then {"answer": ...}. Greedy
+        unless told otherwise."""
         from baichuan.rag.answer import Answer, finish, prepare, public_passages
         if index is None:
             raise ApiError(404, "this server has no document index; start it with `baichuan serve MODEL --index DIR`",
