@@ -134,6 +134,14 @@ def test_index_is_incremental(docs):
         assert [round(h.score, 5) for h in a.search(q)] == [round(h.score, 5) for h in b.search(q)]
 
 
+def test_worker_processes_give_the_same_index(docs, tmp_path):
+    one = build_index(docs, tmp_path / "one", progress=False, max_chars=120, overlap_chars=20)
+    two = build_index(docs, tmp_path / "two", progress=False, max_chars=120, overlap_chars=20, workers=2)
+    assert (one.passages, one.skipped, one.notes) == (two.passages, two.skipped, two.notes)
+    for name in ("passages.jsonl", "terms.json", "term_ids.npy", "term_offsets.npy"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
 def test_a_crash_while_writing_leaves_the_old_index(docs, monkeypatch):
     from baichuan.rag import index as index_mod
     build_index(docs, progress=False)

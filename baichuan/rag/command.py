@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from baichuan.errors import BaichuanError
@@ -29,6 +30,8 @@ def add_index_arguments(p) -> None:
                                    "sentence-transformers model folder")
     p.add_argument("--embed-languages", help="question languages the dense side serves, e.g. zh,en "
                                              "(default: en for 'auto', an English model; zh,en for a folder)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes that split and segment files (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,6 +41,7 @@ def run_index(args) -> None:
     report = build_index(args.docs, args.out, analyzer=Analyzer(args.analyzer, t2s=args.t2s, stem=not args.no_stem),
                          max_chars=args.max_chars, overlap_chars=args.overlap_chars, embed=args.embed,
                          embed_languages=args.embed_languages.split(",") if args.embed_languages else None,
+                         workers=args.workers,
                          progress=not args.quiet)
     print(report.summary())
     if report.bytes_read and report.seconds:

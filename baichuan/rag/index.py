@@ -27,6 +27,8 @@ import math
 import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,7 @@ FORMAT = 1
 INDEX_NAME = ".baichuan-index"   # default place, inside the documents folder (hidden: never indexed)
 MANIFEST = "manifest.json"
 BM25_K1, BM25_B = 1.2, 0.75      # Lucene's defaults; the QA set shows no gain from tuning them
+WINDOW_BYTES = 64 * 1024 ** 2    # file bytes read ahead of the analysis (memory stays bounded)
 
 
 @dataclass
@@ -240,12 +243,13 @@ def _previous(index_dir: Path, settings: dict) -> _Previous | None:
 def build_index(docs_dir: str | os.PathLike, index_dir: str | os.PathLike | None = None, *,
                 analyzer: Analyzer | None = None, max_chars: int = MAX_CHARS, overlap_chars: int = OVERLAP_CHARS,
                 embed: str | None = None, embed_languages: list[str] | None = None,
-                progress: bool = True) -> BuildReport:
+                workers: int = 1, progress: bool = True) -> BuildReport:
     """Index every .txt/.md/.html/.jsonl file under `docs_dir` into `index_dir` (default
     DOCS/.baichuan-index), reusing what an existing index there has for unchanged files.
     `embed`: None (BM25 only), "auto" (the bundled-package model if installed) or a
     sentence-transformers model folder; `embed_languages`: the question languages it serves
-    (default: dense.default_languages)."""
+    (default: dense.default_languages). `workers` > 1 splits and segments files in that many
+    processes (the result is the same)."""
     t0 = time.perf_counter()
     root = Path(docs_dir).resolve()
     if not root.is_dir():
@@ -283,63 +287,87 @@ def build_index(docs_dir: str | os.PathLike, index_dir: str | os.PathLike | None
             report.skipped.append((p.relative_to(root).as_posix(), f"unreadable ({e.strerror or e})"))
     bar = tqdm(total=sum(s.st_size for s in sizes.values()), unit="B", unit_scale=True, desc="indexing",
                disable=not progress, leave=False)
-    for path, st in sizes.items():
-        rel = path.relative_to(root).as_posix()
-        old = prev.files.get(rel) if prev else None
-        bar.set_postfix_str(rel[-40:], refresh=False)
-        same_stat = old is not None and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns
-        data = None
-        if not same_stat:
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                report.skipped.append((rel, f"unreadable ({e.strerror or e})"))
-                bar.update(st.st_size)
-                continue
-            report.bytes_read += len(data)
-            digest = hashlib.sha256(data).hexdigest()
-        if old is not None and (same_stat or old["sha256"] == digest):
-            first, count = old["passages"]
-            new_first = len(passages)
-            passages.extend(prev.passages[first:first + count])
-            a, b = prev.offsets[first], prev.offsets[first + count]
-            chunks.append(prev.term_ids[a:b])
-            lengths.append(np.diff(prev.offsets[first:first + count + 1]))
-            reused_rows.append((new_first, first, count))
-            entries[rel] = {**old, "mtime_ns": st.st_mtime_ns, "passages": [new_first, count]}
-            report.unchanged += 1
-            bar.update(st.st_size)
-            continue
-        try:
-            docs, notes = read_docs(path, data)
-        except Skip as e:
-            report.skipped.append((rel, str(e)))
-            bar.update(st.st_size)
-            continue
+
+    def add_analyzed(rel, st, old, digest, result) -> None:
+        value, why = result
+        if why is not None:
+            report.skipped.append((rel, why))
+            return
+        n_docs, notes, units = value
         report.notes += [f"{rel}: {n}" for n in notes]
         (report.changed if old is not None else report.added).append(rel)
         new_first = len(passages)
         ids: list[int] = []
-        lens: list[int] = []
-        n = 0
-        for doc in docs:
-            for start, end in split_passages(doc.text, max_chars, overlap_chars):
-                n += 1
-                text = doc.text[start:end]
-                passages.append({"file": rel, "doc": doc.doc, "n": n, "start": start, "end": end, "text": text})
-                terms = analyzer.terms(text)
-                for t in terms:
-                    i = vocab.get(t)
-                    if i is None:
-                        i = vocab[t] = len(vocab_list)
-                        vocab_list.append(t)
-                    ids.append(i)
-                lens.append(len(terms))
+        for n, (doc, start, end, text, terms) in enumerate(units, 1):
+            passages.append({"file": rel, "doc": doc, "n": n, "start": start, "end": end, "text": text})
+            for t in terms:
+                i = vocab.get(t)
+                if i is None:
+                    i = vocab[t] = len(vocab_list)
+                    vocab_list.append(t)
+                ids.append(i)
         chunks.append(np.asarray(ids, dtype=np.int64))
-        lengths.append(np.asarray(lens, dtype=np.int64))
-        entries[rel] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "docs": len(docs),
-                        "passages": [new_first, n], "notes": notes[:20]}
-        bar.update(st.st_size)
+        lengths.append(np.asarray([len(u[4]) for u in units], dtype=np.int64))
+        entries[rel] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "docs": n_docs,
+                        "passages": [new_first, len(units)], "notes": notes[:20]}
+
+    def add_reused(rel, st, old) -> None:
+        first, count = old["passages"]
+        new_first = len(passages)
+        passages.extend(prev.passages[first:first + count])
+        a, b = prev.offsets[first], prev.offsets[first + count]
+        chunks.append(prev.term_ids[a:b])
+        lengths.append(np.diff(prev.offsets[first:first + count + 1]))
+        reused_rows.append((new_first, first, count))
+        entries[rel] = {**old, "mtime_ns": st.st_mtime_ns, "passages": [new_first, count]}
+        report.unchanged += 1
+
+    # Files are analyzed (split + segmented) by `workers` processes, a bounded window ahead, and
+    # added in folder order, so the index does not depend on the number of workers.
+    pool = None
+    pending: deque = deque()
+    pending_bytes = 0
+
+    def drain(limit_files: int, limit_bytes: int) -> None:
+        nonlocal pending_bytes
+        while pending and (len(pending) > limit_files or pending_bytes > limit_bytes):
+            kind, rel, st, old, digest, job = pending.popleft()
+            if kind == "reuse":
+                add_reused(rel, st, old)
+            else:
+                pending_bytes -= st.st_size
+                add_analyzed(rel, st, old, digest, job.result() if pool else _analyze(*job))
+            bar.update(st.st_size)
+
+    try:
+        for path, st in sizes.items():
+            rel = path.relative_to(root).as_posix()
+            old = prev.files.get(rel) if prev else None
+            bar.set_postfix_str(rel[-40:], refresh=False)
+            same_stat = old is not None and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns
+            digest = None
+            if not same_stat:
+                try:
+                    data = path.read_bytes()
+                except OSError as e:
+                    report.skipped.append((rel, f"unreadable ({e.strerror or e})"))
+                    bar.update(st.st_size)
+                    continue
+                report.bytes_read += len(data)
+                digest = hashlib.sha256(data).hexdigest()
+            if old is not None and (same_stat or old["sha256"] == digest):
+                pending.append(("reuse", rel, st, old, None, None))
+            else:
+                job = (path, data, analyzer, max_chars, overlap_chars)
+                if workers > 1 and pool is None:
+                    pool = ProcessPoolExecutor(max_workers=workers)
+                pending.append(("new", rel, st, old, digest, pool.submit(_analyze, *job) if pool else job))
+                pending_bytes += st.st_size
+            drain(limit_files=4 * max(workers, 1), limit_bytes=WINDOW_BYTES)
+        drain(limit_files=0, limit_bytes=-1)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     bar.close()
     report.removed = sorted(set(prev.files) - set(entries)) if prev else []
     report.files = len(entries)
@@ -389,6 +417,21 @@ def _touch_mtimes(out: Path, entries: dict) -> None:
     tmp = out / f".{MANIFEST}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(tmp, out / MANIFEST)
+
+
+def _analyze(path: Path, data: bytes, analyzer: Analyzer, max_chars: int, overlap_chars: int):
+    """((documents, notes, [(doc, start, end, text, terms)]), None), or (None, why skipped):
+    the per-file work, run in a worker process when there are several."""
+    try:
+        docs, notes = read_docs(path, data)
+    except Skip as e:
+        return None, str(e)
+    units = []
+    for doc in docs:
+        for start, end in split_passages(doc.text, max_chars, overlap_chars):
+            text = doc.text[start:end]
+            units.append((doc.doc, start, end, text, analyzer.terms(text)))
+    return (len(docs), notes, units), None
 
 
 # ------------------------------------------------------------------------------------ writing
