@@ -37,11 +37,13 @@ def test_concurrent_requests_equal_each_alone(arch, compile):
         assert engine._decode is not engine._decode_rows
 
 
-def test_seeded_sampling_does_not_depend_on_the_batch():
+@pytest.mark.parametrize("compile", [False, True])
+def test_seeded_sampling_does_not_depend_on_the_batch(compile):
     model = small_model("baichuan-7b")
-    sampled = SamplingParams(max_new_tokens=10, do_sample=True, temperature=1.2, top_k=20, seed=7, **NO_EOS)
+    sampled = SamplingParams(max_new_tokens=10, do_sample=True, temperature=1.2, top_k=20, seed=7,
+                             repetition_penalty=1.3, **NO_EOS)
     alone = list(generate_ids(model, [4, 5, 6], sampled))
-    engine = Engine(model, max_batch=4, max_len=32)
+    engine = Engine(model, max_batch=4, max_len=32, compile=compile)
     others = [engine.submit([9, 9, 9, i], SamplingParams(max_new_tokens=10, do_sample=True, **NO_EOS)) for i in range(3)]
     mine = engine.submit([4, 5, 6], sampled)
     while not mine.done:

@@ -9,10 +9,11 @@ request takes the row. Requests join and leave between steps.
 Each step costs one device-to-host copy (the new tokens, which the caller streams); sampling runs on
 the device with each row's own settings (sampling.py).
 
-With `compile=True` the decode step (one token for every row) runs through torch.compile: on CUDA
-in "reduce-overhead" mode (CUDA graphs) over all `max_batch` rows, whose cache, lengths and last
-tokens are fixed-address buffers, so a step replays one graph; on CPU over the active rows rounded
-up to a power of two (one compiled variant per size). Prefill stays eager (prompt lengths vary).
+With `compile=True` the decode step (one token for every row, sampling included) runs through
+torch.compile: on CUDA in "reduce-overhead" mode (CUDA graphs) over all `max_batch` rows, whose
+cache, lengths, last tokens and sampler state are fixed-address buffers, so a step replays one
+graph; on CPU over the active rows rounded up to a power of two (one compiled variant per size
+and sampling kind). Prefill stays eager (prompt lengths vary).
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
@@ -79,7 +80,7 @@ class Engine:
         if compile:
             cuda = self.device.type == "cuda"
             if cuda:  # CUDA graphs replay fixed addresses: these buffers are the graph's inputs, in place
-                for t in (self.cache.k, self.cache.v, self.cache.lengths, self.last):
+                for t in (self.cache.k, self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
             self._decode = torch.compile(self._decode_rows, dynamic=False,
                                          mode="reduce-overhead" if cuda else None)
@@ -146,8 +147,9 @@ class Engine:
         if not active:
             return events
         hi = self._row_count(active[-1] + 1)
-        logits = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi)
-        tokens = self._sample(logits, 0, hi).tolist()  # the step's one host sync
+        uniform, penalty = self._draws(0, hi)
+        tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty)
+        tokens = tokens.tolist()  # the step's one host sync
         for s in range(hi):
             req = self.slots[s]
             if req is None:
@@ -168,14 +170,21 @@ class Engine:
         if self._decode is self._decode_rows:
             return
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
-            self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows)
+            for uniform, penalty in ((None, False), (None, True), (torch.zeros(rows, device=self.device), True)):
+                self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform, penalty)
         self.cache.lengths.zero_()
 
-    def _decode_rows(self, last, k, v, lengths, rows: int):
-        """Logits of the next token for rows [0, rows): the decode step (compiled when asked)."""
+    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool):
+        """The decode step (compiled when asked): the next token of rows [0, rows), sampled on the
+        device, recorded as each row's last token and in its repetition-penalty history."""
         cache = KVCache.__new__(KVCache)
         cache.k, cache.v, cache.lengths = k[:, :rows], v[:, :rows], lengths[:rows]
-        return self.model(last[:rows, None], cache=cache)[:, -1]
+        logits = self.model(last[:rows, None], cache=cache)[:, -1]
+        state = self.sampler.rows(0, rows)
+        tokens = sample(logits, state, uniform, penalty)
+        last[:rows] = tokens
+        state.seen[torch.arange(rows, device=tokens.device), tokens] = True
+        return tokens
 
     def _prefill(self, reqs: list[Request], events) -> None:
         """One forward over the prompts of `reqs` (right-padded to the longest) into a scratch
@@ -197,25 +206,33 @@ class Engine:
             self.cache.lengths[slot] = n
             self.sampler.assign(slot, req.params, ids[i, :n])
         for i, req in enumerate(reqs):
-            self._emit(req, int(self._sample(logits[i:i + 1], req.slot, req.slot + 1)[0]), events)
+            token = int(self._sample(logits[i:i + 1], req.slot, req.slot + 1)[0])
+            self.last[req.slot] = token
+            self.sampler.seen[req.slot, token] = True
+            self._emit(req, token, events)
 
-    def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
+    def _draws(self, lo: int, hi: int) -> tuple[torch.Tensor | None, bool]:
+        """(uniform draws for rows lo..hi, or None when every row is greedy; whether any row has a
+        repetition penalty). Draws come from each request's own generator, so a seeded request
+        samples the same tokens whatever else is in the batch."""
         reqs = self.slots[lo:hi]
+        penalty = any(r is not None and r.params.repetition_penalty != 1.0 for r in reqs)
         if all(r is None or not r.params.do_sample for r in reqs):
-            penalty = any(r is not None and r.params.repetition_penalty != 1.0 for r in reqs)
-            return sample(logits, self.sampler.rows(lo, hi), None, penalty)
+            return None, penalty
         uniform = torch.empty(hi - lo)
         for i, req in enumerate(reqs):
             uniform[i] = torch.rand(1, generator=req.rng if req is not None and req.rng else self.generator)
-        return sample(logits, self.sampler.rows(lo, hi), uniform.to(self.device, non_blocking=True))
+        return uniform.to(self.device, non_blocking=True), True
+
+    def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
+        uniform, penalty = self._draws(lo, hi)
+        return sample(logits, self.sampler.rows(lo, hi), uniform, penalty)
 
     def _emit(self, req: Request, token: int, events) -> None:
         if token in req.params.eos_token_ids:
             self._finish(req, "stop", events)
             return
         req.tokens.append(token)
-        self.last[req.slot] = token
-        self.sampler.seen[req.slot, token] = True
         events.append((req, token))
         if len(req.tokens) >= req.params.max_new_tokens or len(req.prompt) + len(req.tokens) >= self.max_len:
             self._finish(req, "length", events)
