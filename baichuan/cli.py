@@ -205,7 +205,8 @@ def cmd_quantize(args) -> None:
         group = next((g for g in (128, 64, 32) if cfg.hidden_size % g == 0 and cfg.intermediate_size % g == 0), 128)
     group = group or 128
     out = args.out or default_out_dir(args.model, args.mode, group)
-    quantize_dir(args.model, out, args.mode, group, True if args.symmetric else None, device=args.device)
+    quantize_dir(args.model, out, args.mode, group, True if args.symmetric else None, device=args.device,
+                 lm_head=args.lm_head)
     print(f"wrote {out}")
 
 
@@ -351,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["int8", "int4"], default="int8")
     p.add_argument("--group-size", type=int, choices=[32, 64, 128], help="int4 group (default: largest that fits)")
     p.add_argument("--symmetric", action="store_true", help="int4 without zero points (default: asymmetric)")
+    p.add_argument("--lm-head", action="store_true", help="quantize the LM head too (not in Baichuan's releases; "
+                                                          "helps most on CPUs and small models)")
     p.add_argument("--out", help="default: MODEL-int8 / MODEL-int4-gN beside the model")
     p.add_argument("--device", help="where to quantize (default: cuda if available)")
     p.set_defaults(func=cmd_quantize)

@@ -7,7 +7,8 @@ process, plus the memory-bandwidth roof.
 Random weights, greedy decoding of `--new` tokens after a `--prompt`-token prompt; tokens/s counts
 decode steps only (the prefill is timed separately). Runs, one process: HF `generate` (fp32 and
 bf16 on CPU, bf16 on CUDA), then our engine eager and with the compiled decode step (CUDA graphs
-on GPUs) in the base dtype, bf16, int8 and int4 (kernels where torch has them); ratios are to
+on GPUs) in the base dtype, bf16, int8 and int4 (kernels where torch has them), and int8 with the
+LM head quantized too ("+head", not in Baichuan's releases); ratios are to
 the first HF row. The roof is weight bytes / bandwidth, with the bandwidth measured here by a
 large device copy.
 """
@@ -126,7 +127,7 @@ def main() -> None:
     hf_runs = [base] + ([] if cuda or args.quick else [torch.bfloat16])
     our_runs = [(base, "none", True)] if args.quick else [
         (base, "none", False), (base, "none", True), (torch.bfloat16, "none", True),
-        (torch.bfloat16, "int8", True), (torch.bfloat16, "int4", True)]
+        (torch.bfloat16, "int8", True), (torch.bfloat16, "int4", True), (torch.bfloat16, "int8+head", True)]
     if cuda and not args.quick:
         our_runs.remove((base, "none", True))           # base is bf16 on CUDA: listed once
     rows = []
@@ -140,7 +141,7 @@ def main() -> None:
         model.load_state_dict({k: v.to(dtype) for k, v in state.items()})
         if quant != "none":
             from baichuan.quant import quantize, use_kernels
-            quantize(model, quant, group_size=group)
+            quantize(model, quant.removesuffix("+head"), group_size=group, lm_head=quant.endswith("+head"))
             use_kernels(model)
         weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         r = ours(model, prompt, args.new, device, compiled)

@@ -112,7 +112,7 @@ def test_int4_packing_round_trip_and_layout():
 def test_forward_is_f_linear_with_the_dequantized_weight(mode, group_size, symmetric):
     torch.manual_seed(0)
     lin = torch.nn.Linear(96, 80, bias=False)
-    m = qlinear._empty_module(lin, mode, group_size, qlinear._check_mode(mode, group_size, symmetric))
+    m = qlinear._empty_module(lin.weight, mode, group_size, qlinear._check_mode(mode, group_size, symmetric))
     for field, t in quant.quantize_weight(lin.weight.detach(), mode, group_size, m.symmetric).items():
         getattr(m, field).copy_(t)
     x = torch.randn(2, 7, 96)
@@ -435,3 +435,23 @@ def test_loading_refuses_bad_quantization_configs(tmp_path):
     (out / "config.json").write_text(json.dumps({k: v for k, v in good.items() if k != "quantization_config"}))
     with pytest.raises(BaichuanError, match="not a quantized model"):
         load_quantized(out)
+
+
+@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
+def test_quantized_lm_head_round_trips_and_stays_close(tmp_path, arch):
+    model = tiny(arch).eval()
+    ids = torch.randint(0, 300, (1, 9))
+    with torch.no_grad():
+        ref = model(ids)
+    src = save_pretrained(tiny(arch), tmp_path / "src", max_shard_bytes=30_000)
+    out = quantize_dir(src, tmp_path / "q", "int8", device="cpu", lm_head=True)
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["modules"][-1] == "lm_head"
+    assert {"lm_head.qweight", "lm_head.scales"} <= tensors_of(out).keys() and "lm_head.weight" not in tensors_of(out)
+    loaded = load_quantized(out, kernels=False)
+    assert isinstance(loaded.lm_head, quant.Int8Linear)
+    in_memory = quantize(load_pretrained(src), "int8", lm_head=True)
+    with torch.no_grad():
+        got = loaded(ids)
+        assert torch.equal(got, in_memory(ids))     # streaming = in memory, NormHead rows normalized in both
+    assert ((got - ref).abs().max() / ref.abs().max()) < 0.05
+    assert quant.quantization_config(in_memory)["modules"][-1] == "lm_head"

@@ -1,7 +1,9 @@
 """Weight-only int8 / int4 quantization: a module swap with a one-line forward, and its own checkpoint.
 
 As Baichuan-13B did (spec §6.1), only the five Linear layers of every decoder block are quantized:
-W_pack, o_proj, gate_proj, up_proj, down_proj. Embeddings, norms and lm_head keep the model's dtype.
+W_pack, o_proj, gate_proj, up_proj, down_proj. Embeddings, norms and lm_head keep the model's dtype,
+unless `lm_head=True` (`baichuan quantize --lm-head`) quantizes the LM head too (its effective,
+normalized rows for NormHead models; "modules" then ends with "lm_head").
 
     Int8Linear  per output channel, symmetric: scale = row absmax / 127, q = round(w / scale);
                 y = F.linear(x, q) * scale                     (the row scale commutes with the matmul)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from baichuan.checkpoint import (
     IGNORED_SUFFIXES,
@@ -31,6 +32,7 @@ from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan
 from baichuan.quant.linear import (
     GROUP_SIZES,
+    LM_HEAD,
     MODULES,
     QUANT_METHOD,
     QUANTIZED,
@@ -132,7 +134,8 @@ def default_out_dir(src_dir: str | Path, mode: str, group_size: int = 128) -> Pa
 
 
 def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", group_size: int = 128,
-                 symmetric: bool | None = None, device=None, dtype: torch.dtype | None = None) -> Path:
+                 symmetric: bool | None = None, device=None, dtype: torch.dtype | None = None,
+                 lm_head: bool = False) -> Path:
     """Quantize a model directory into a new one, one source shard at a time: each shard is read,
     its five Linear weights per block quantized on `device` (default: CUDA if available), and one
     output shard written, so memory peaks near one shard plus its output. Other tensors keep their
@@ -147,8 +150,8 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
     symmetric = _check_mode(mode, group_size, symmetric)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch.device("meta"):  # the expected names and shapes; also checks group_size against every layer
-        expected = quantize(Baichuan(cfg), mode, group_size, symmetric)
-    linears = {f"{name}.weight": name for name, _, _ in _targets(expected)}
+        expected = quantize(Baichuan(cfg), mode, group_size, symmetric, lm_head=lm_head)
+    linears = {f"{name}.weight": name for name, _, _ in _targets(expected, lm_head)}
     shapes = {f"{name}.weight": (m.out_features, m.in_features) for name, m in expected.named_modules()
               if isinstance(m, QUANTIZED)}
     shapes |= {k: tuple(v.shape) for k, v in expected.state_dict().items()
@@ -167,7 +170,10 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
                     raise BaichuanError(f"{file}: tensor {name!r} has shape {list(t.shape)}, "
                                         f"but config.json implies {list(shapes[name])}")
                 if name in linears:
-                    q = quantize_weight(t.to(device), mode, group_size, symmetric)
+                    t = t.to(device)
+                    if name == f"{LM_HEAD}.weight" and cfg.norm_head:  # the effective (normalized) rows
+                        t = F.normalize(t.float(), dim=-1).to(t.dtype)
+                    q = quantize_weight(t, mode, group_size, symmetric)
                     tensors.update({f"{linears[name]}.{field}": v.cpu() for field, v in q.items()})
                 else:
                     out_dtype = out_dtype or t.dtype
@@ -209,8 +215,8 @@ def read_quantization_config(model_dir: str | Path) -> dict | None:
         problems.append(f"group_size must be one of {', '.join(map(str, GROUP_SIZES))}, got {group_size!r}")
     if not isinstance(symmetric, bool) or (bits == 8 and not symmetric):
         problems.append(f"symmetric must be true or false (true for 8 bits), got {symmetric!r}")
-    if modules is not None and list(modules) != list(MODULES):
-        problems.append(f"modules must be {list(MODULES)}, got {modules!r}")
+    if modules is not None and list(modules) not in (list(MODULES), [*MODULES, LM_HEAD]):
+        problems.append(f"modules must be {list(MODULES)} (optionally + {LM_HEAD!r}), got {modules!r}")
     if problems:
         raise BaichuanError(f"{file}: invalid field 'quantization_config': " + "; ".join(problems))
     return qc
@@ -239,7 +245,8 @@ def load_quantized(model_dir: str | Path, device="cpu", dtype: torch.dtype | Non
     with torch.device("meta"):
         model = Baichuan(cfg)
     model.to(dtype=dtype)
-    quantize(model, "int8" if qc["bits"] == 8 else "int4", qc.get("group_size") or 128, qc["symmetric"])
+    quantize(model, "int8" if qc["bits"] == 8 else "int4", qc.get("group_size") or 128, qc["symmetric"],
+             lm_head=LM_HEAD in (qc.get("modules") or ()))
     model.to_empty(device=device)
     load_weights(model, model_dir)
     model.eval()

@@ -10,10 +10,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from baichuan.errors import BaichuanError
-from baichuan.model import Baichuan
+from baichuan.model import Baichuan, NormHead
 
 QUANT_METHOD = "baichuan-wo"
 MODULES = ("self_attn.W_pack", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+# Optional, not in Baichuan's releases: on small models and CPUs the LM head is the largest read
+# per token. NormHead rows are normalized first, so the quantized head is the effective one.
+LM_HEAD = "lm_head"
 MODES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)
 INT4_SYMMETRIC = False  # the default; see the module docstring
@@ -151,10 +154,18 @@ class Int4Linear(nn.Module):
 QUANTIZED = (Int8Linear, Int4Linear)
 
 
-def _empty_module(linear: nn.Linear, mode: str, group_size: int, symmetric: bool) -> nn.Module:
+def _empty_module(weight: torch.Tensor, mode: str, group_size: int, symmetric: bool) -> nn.Module:
+    out_features, in_features = weight.shape
     if mode == "int8":
-        return Int8Linear(linear.in_features, linear.out_features, device=linear.weight.device)
-    return Int4Linear(linear.in_features, linear.out_features, group_size, symmetric, device=linear.weight.device)
+        return Int8Linear(in_features, out_features, device=weight.device)
+    return Int4Linear(in_features, out_features, group_size, symmetric, device=weight.device)
+
+
+def _float_weight(module: nn.Module) -> torch.Tensor:
+    """The weight a module multiplies by: NormHead's rows normalized (without changing the module)."""
+    if isinstance(module, NormHead):
+        return F.normalize(module.weight.float(), dim=-1).to(module.weight.dtype)
+    return module.weight
 
 
 # ----------------------------------------------------------------------------------- the swap
@@ -173,36 +184,40 @@ def _check_mode(mode: str, group_size: int, symmetric: bool | None) -> bool:
     return INT4_SYMMETRIC if symmetric is None else bool(symmetric)
 
 
-def _targets(model: Baichuan):
-    """(name, parent module, attribute) of the five Linear layers of every block."""
+def _targets(model: Baichuan, lm_head: bool = False):
+    """(name, parent module, attribute) of the five Linear layers of every block (and the LM head)."""
     for i, layer in enumerate(model.model.layers):
         for path in MODULES:
             parent_name, attr = path.split(".")
             yield f"model.layers.{i}.{path}", getattr(layer, parent_name), attr
+    if lm_head:
+        yield LM_HEAD, model, LM_HEAD
 
 
-def quantize(model: Baichuan, mode: str = "int8", group_size: int = 128, symmetric: bool | None = None) -> Baichuan:
-    """Swap the five Linear layers of every block for Int8Linear / Int4Linear, in place; returns `model`.
+def quantize(model: Baichuan, mode: str = "int8", group_size: int = 128, symmetric: bool | None = None,
+             lm_head: bool = False) -> Baichuan:
+    """Swap the five Linear layers of every block (and with `lm_head`, the LM head) for Int8Linear /
+    Int4Linear, in place; returns `model`.
 
     Weights are quantized where they are (CPU or GPU). Works on a meta-device model too (shapes only)."""
     symmetric = _check_mode(mode, group_size, symmetric)
-    targets = list(_targets(model))
+    targets = list(_targets(model, lm_head))
     for name, parent, attr in targets:  # check everything before changing anything
         lin = getattr(parent, attr)
         if isinstance(lin, QUANTIZED):
             raise BaichuanError(f"{name}: already quantized ({type(lin).__name__}); quantize the original model")
-        if not isinstance(lin, nn.Linear):
+        if not isinstance(lin, (nn.Linear, NormHead)):
             raise BaichuanError(f"{name}: expected nn.Linear, found {type(lin).__name__}")
-        if mode == "int4" and lin.in_features % group_size:
-            fits = [g for g in GROUP_SIZES if all(getattr(p, a).in_features % g == 0 for _, p, a in targets)]
-            raise BaichuanError(f"{name}: in_features {lin.in_features} is not divisible by group_size {group_size}"
+        if mode == "int4" and lin.weight.shape[1] % group_size:
+            fits = [g for g in GROUP_SIZES if all(getattr(p, a).weight.shape[1] % g == 0 for _, p, a in targets)]
+            raise BaichuanError(f"{name}: in_features {lin.weight.shape[1]} is not divisible by group_size {group_size}"
                                 f" (group sizes that fit this model: {', '.join(map(str, fits)) or 'none'})")
     with torch.no_grad():
         for name, parent, attr in targets:
             lin = getattr(parent, attr)
-            q = _empty_module(lin, mode, group_size, symmetric)
+            q = _empty_module(lin.weight, mode, group_size, symmetric)
             if lin.weight.device.type != "meta":
-                for field, t in quantize_weight(lin.weight, mode, group_size, symmetric).items():
+                for field, t in quantize_weight(_float_weight(lin), mode, group_size, symmetric).items():
                     getattr(q, field).copy_(t)
             setattr(parent, attr, q)
     return model
@@ -214,12 +229,13 @@ def quantization_config(model: Baichuan) -> dict | None:
     if not mods:
         return None
     kinds = {(m.bits, m.group_size, m.symmetric) for m in mods}
-    if len(kinds) > 1 or len(mods) != len(MODULES) * model.cfg.num_layers:
+    head = isinstance(model.lm_head, QUANTIZED)
+    if len(kinds) > 1 or len(mods) != len(MODULES) * model.cfg.num_layers + head:
         raise BaichuanError(f"the model is partially or mixed quantized ({len(mods)} quantized layers, "
                             f"kinds {sorted(kinds, key=str)}); quantize() the original model in one call")
     bits, group_size, symmetric = kinds.pop()
     return {"quant_method": QUANT_METHOD, "bits": bits, "group_size": group_size, "symmetric": symmetric,
-            "modules": list(MODULES)}
+            "modules": list(MODULES) + ([LM_HEAD] if head else [])}
 
 
 # --------------------------------------------------------------------------------------- kernels
