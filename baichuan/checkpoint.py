@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -172,44 +173,68 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
 
     The directory is assembled under a temporary name beside `out_dir` and renamed into place, so a
     crash leaves either the old directory or the new one, never a half-written one."""
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
+    with atomic_dir(out_dir) as tmp:
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+        dtype = dtype or next(iter(state.values())).dtype
+        write_weights(tmp, state, dict.fromkeys(state, dtype), max_shard_bytes)
+        # with the remote code, so HF's Auto classes open the directory (trust_remote_code=True)
+        _write_json(tmp / "config.json", to_hf_dict(model.cfg, torch_dtype=str(dtype).removeprefix("torch."))
+                    | {"auto_map": hf.CONFIG_AUTO_MAP})
+        hf.copy_code(tmp)
+        write_generation_config(tmp, model.cfg, generation_config)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+    return out_dir
+
+
+@contextmanager
+def atomic_dir(out_dir: Path, marker: str = "config.json"):
+    """A temporary folder beside `out_dir` that replaces it on success and vanishes on failure.
+    A non-empty `out_dir` without `marker` is not one of ours and is never overwritten."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / marker).exists():
         raise BaichuanError(f"{out_dir}: exists and is not a model directory; refusing to overwrite it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        state = {k: v.detach() for k, v in model.state_dict().items()}
-        dtype = dtype or next(iter(state.values())).dtype
-        names = _shards(state, max_shard_bytes)
-        weight_map, total = {}, 0
-        for i, shard in enumerate(names, 1):
-            fname = f"model-{i:05d}-of-{len(names):05d}.safetensors"
-            tensors = {n: state[n].to(device="cpu", dtype=dtype).contiguous() for n in shard}
-            save_file(tensors, str(tmp / fname), metadata={"format": "pt"})
-            for n, t in tensors.items():
-                weight_map[n] = fname
-                total += t.numel() * t.element_size()
-            del tensors
-        _write_json(tmp / SAFE_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
-        # with the remote code, so HF's Auto classes open the directory (trust_remote_code=True)
-        _write_json(tmp / "config.json", to_hf_dict(model.cfg, torch_dtype=str(dtype).removeprefix("torch."))
-                    | {"auto_map": hf.CONFIG_AUTO_MAP})
-        hf.copy_code(tmp)
-        gen = generation_config or GenerationConfig(pad_token_id=model.cfg.pad_token_id,
-                                                    bos_token_id=model.cfg.bos_token_id,
-                                                    eos_token_id=model.cfg.eos_token_id)
-        _write_json(tmp / "generation_config.json", gen.to_dict())
-        if tokenizer is not None:
-            tokenizer.save(tmp)
+        yield tmp
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir
+
+
+def write_shard(folder: Path, fname: str, tensors: dict[str, torch.Tensor], weight_map: dict) -> int:
+    """One safetensors shard; records its tensors in `weight_map` and returns its bytes."""
+    from safetensors.torch import save_file
+    save_file({n: t.contiguous() for n, t in tensors.items()}, str(folder / fname), metadata={"format": "pt"})
+    weight_map.update(dict.fromkeys(tensors, fname))
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def write_index(folder: Path, weight_map: dict, total_bytes: int) -> None:
+    _write_json(folder / SAFE_INDEX, {"metadata": {"total_size": total_bytes}, "weight_map": weight_map})
+
+
+def write_weights(folder: Path, state: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype],
+                  max_shard_bytes: int) -> None:
+    """`state` as shards of at most `max_shard_bytes` plus the index, each tensor moved to CPU and
+    cast to its dtype one shard at a time (never a second copy of the whole model)."""
+    names = _shards(state, max_shard_bytes)
+    weight_map, total = {}, 0
+    for i, shard in enumerate(names, 1):
+        tensors = {n: state[n].to(device="cpu", dtype=dtypes[n]) for n in shard}
+        total += write_shard(folder, f"model-{i:05d}-of-{len(names):05d}.safetensors", tensors, weight_map)
+        del tensors
+    write_index(folder, weight_map, total)
+
+
+def write_generation_config(folder: Path, cfg, gen: GenerationConfig | None = None) -> None:
+    gen = gen or GenerationConfig(pad_token_id=cfg.pad_token_id, bos_token_id=cfg.bos_token_id,
+                                  eos_token_id=cfg.eos_token_id)
+    _write_json(folder / "generation_config.json", gen.to_dict())
 
 
 def _write_json(path: Path, obj) -> None:

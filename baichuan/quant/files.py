@@ -9,9 +9,7 @@ its shard list, tensor reader and streaming `load_weights`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,15 +17,17 @@ import torch.nn.functional as F
 
 from baichuan.checkpoint import (
     IGNORED_SUFFIXES,
-    SAFE_INDEX,
     _iter_tensors,
-    _shards,
     _write_json,
+    atomic_dir,
     load_weights,
     weight_files,
+    write_generation_config,
+    write_index,
+    write_shard,
+    write_weights,
 )
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
-from baichuan.data.writers import replace_dir
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan
 from baichuan.quant.linear import (
@@ -50,30 +50,6 @@ TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_m
 
 
 # ---------------------------------------------------------------------------------------- saving
-
-@contextmanager
-def _atomic_dir(out_dir: Path):
-    """A temporary directory beside `out_dir` that replaces it on success and vanishes on failure."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
-        raise BaichuanError(f"{out_dir}: exists and is not a model directory; refusing to overwrite it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _write_shard(tmp: Path, fname: str, tensors: dict, weight_map: dict) -> int:
-    from safetensors.torch import save_file
-    save_file({n: t.contiguous() for n, t in tensors.items()}, str(tmp / fname), metadata={"format": "pt"})
-    weight_map.update(dict.fromkeys(tensors, fname))
-    return sum(t.numel() * t.element_size() for t in tensors.values())
-
 
 def _write_config(tmp: Path, cfg, qc: dict, dtype: torch.dtype) -> None:
     _write_json(tmp / "config.json", to_hf_dict(cfg, torch_dtype=str(dtype).removeprefix("torch."))
@@ -109,19 +85,11 @@ def save_quantized(model: Baichuan, out_dir: str | Path, tokenizer=None,
         raise BaichuanError("int4 layers were switched to the kernel layout by use_kernels() and cannot be saved; "
                             "save before use_kernels(), or load the model again with kernels=False")
     dtypes = checkpoint_dtypes(model, dtype)
-    state = {k: v.detach().to("cpu", dtypes[k]) for k, v in model.state_dict().items()}
-    with _atomic_dir(out_dir) as tmp:
-        names = _shards(state, max_shard_bytes)
-        weight_map, total = {}, 0
-        for i, shard in enumerate(names, 1):
-            total += _write_shard(tmp, f"model-{i:05d}-of-{len(names):05d}.safetensors",
-                                  {n: state[n] for n in shard}, weight_map)
-        _write_json(tmp / SAFE_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    with atomic_dir(out_dir) as tmp:
+        write_weights(tmp, state, dtypes, max_shard_bytes)
         _write_config(tmp, model.cfg, qc, dtypes["model.embed_tokens.weight"])
-        gen = generation_config or GenerationConfig(pad_token_id=model.cfg.pad_token_id,
-                                                    bos_token_id=model.cfg.bos_token_id,
-                                                    eos_token_id=model.cfg.eos_token_id)
-        _write_json(tmp / "generation_config.json", gen.to_dict())
+        write_generation_config(tmp, model.cfg, generation_config)
         if tokenizer is not None:
             tokenizer.save(tmp)
     return out_dir
@@ -158,7 +126,7 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
                if k.rpartition(".")[0] not in linears.values()}
     files = weight_files(src)
     seen, weight_map, total, out_dtype = set(), {}, 0, dtype
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         for i, file in enumerate(files, 1):
             tensors = {}
             for name, t in _iter_tensors(file):
@@ -180,12 +148,12 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
                     tensors[name] = t.to(dtype) if dtype else t
                 seen.add(name)
             if tensors:
-                total += _write_shard(tmp, f"model-{i:05d}-of-{len(files):05d}.safetensors", tensors, weight_map)
+                total += write_shard(tmp, f"model-{i:05d}-of-{len(files):05d}.safetensors", tensors, weight_map)
             del tensors
         missing = [n for n in shapes if n not in seen]
         if missing:
             raise BaichuanError(f"{src}: {len(missing)} tensors missing from the checkpoint, first: {missing[0]!r}")
-        _write_json(tmp / SAFE_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+        write_index(tmp, weight_map, total)
         _write_config(tmp, cfg, quantization_config(expected), out_dtype or torch.bfloat16)
         for f in (*TOKENIZER_FILES, "generation_config.json"):
             if (src / f).is_file():
