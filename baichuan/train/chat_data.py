@@ -102,42 +102,51 @@ def render(tok, messages: list[dict], eos_id: int) -> tuple[list[int], list[int]
     return ids, labels
 
 
-def load_chats(path: str | Path, tok, max_tokens: int, on_long: str = "skip", on_error: str = "skip",
-               eos_id: int = 2) -> tuple[list[tuple[list[int], list[int]]], ChatReport]:
-    """Rendered conversations of a JSONL file and what was dropped. on_error="refuse" raises at the
-    first bad line; on_long="truncate" cuts long conversations to max_tokens instead of dropping."""
+def _load_lines(path: str | Path, what: str, on_error: str, parse) -> tuple[list, ChatReport]:
+    """`parse(record, report)` over the JSON lines of `path`: its results, and a report of the lines
+    it rejected (it raises ValueError("reason")) or that are not JSON. on_error="refuse" raises at
+    the first bad line instead."""
     path = Path(path)
     if not path.is_file():
-        raise BaichuanError(f"{path}: no such chat data file")
+        raise BaichuanError(f"{path}: no such {what} file")
     report, out = ChatReport(), []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
             report.lines += 1
-            where = f"{path}:{lineno}"
             try:
-                messages = parse_conversation(json.loads(raw.decode("utf-8")))
+                item = parse(json.loads(raw.decode("utf-8")), report)
             except (UnicodeDecodeError, json.JSONDecodeError):
                 reason = "bad_json"
             except ValueError as e:
                 reason = str(e)
             else:
-                ids, labels = render(tok, messages, eos_id)
-                if len(ids) > max_tokens and on_long == "truncate":
-                    ids, labels = ids[:max_tokens], labels[:max_tokens]
-                    report.truncated += 1
-                if len(ids) > max_tokens:
-                    reason = f"longer_than_context ({len(ids)} > {max_tokens} tokens)"
-                elif all(lab == IGNORE for lab in labels[1:]):
-                    reason = "nothing_to_learn"
-                else:
-                    out.append((ids, labels))
-                    report.kept += 1
-                    continue
+                out.append(item)
+                report.kept += 1
+                continue
             if on_error == "refuse":
-                raise BaichuanError(f"{where}: {reason}")
-            report.problem(where, reason.split(" (")[0])
+                raise BaichuanError(f"{path}:{lineno}: {reason}")
+            report.problem(f"{path}:{lineno}", reason.split(" (")[0])
+    return out, report
+
+
+def load_chats(path: str | Path, tok, max_tokens: int, on_long: str = "skip", on_error: str = "skip",
+               eos_id: int = 2) -> tuple[list[tuple[list[int], list[int]]], ChatReport]:
+    """Rendered conversations of a JSONL file and what was dropped. on_error="refuse" raises at the
+    first bad line; on_long="truncate" cuts long conversations to max_tokens instead of dropping."""
+    def parse(record, report):
+        ids, labels = render(tok, parse_conversation(record), eos_id)
+        if len(ids) > max_tokens and on_long == "truncate":
+            ids, labels = ids[:max_tokens], labels[:max_tokens]
+            report.truncated += 1
+        if len(ids) > max_tokens:
+            raise ValueError(f"longer_than_context ({len(ids)} > {max_tokens} tokens)")
+        if all(lab == IGNORE for lab in labels[1:]):
+            raise ValueError("nothing_to_learn")
+        return ids, labels
+
+    out, report = _load_lines(path, "chat data", on_error, parse)
     if not out:
         raise BaichuanError(f"{path}: no usable conversation ({report.summary()})")
     return out, report
@@ -185,47 +194,33 @@ def load_pairs(path: str | Path, tok, seq_len: int, on_long: str = "skip", on_er
     """Preference pairs for DPO, one JSONL line each: {"prompt": str or messages, "chosen": str,
     "rejected": str}. Returns tokens and labels [N, 2, seq_len+1] (row 0 chosen, row 1 rejected;
     labels only on the answer and its EOS) and the report."""
-    path = Path(path)
-    if not path.is_file():
-        raise BaichuanError(f"{path}: no such preference data file")
-    width, report, rows = seq_len + 1, ChatReport(), []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            report.lines += 1
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-                if not isinstance(rec, dict):
-                    raise ValueError("not_an_object")
-                prompt, chosen, rejected = rec.get("prompt"), rec.get("chosen"), rec.get("rejected")
-                if not all(isinstance(x, str) for x in (chosen, rejected)):
-                    raise ValueError("chosen_or_rejected_missing")
-                if chosen.strip() == rejected.strip():
-                    raise ValueError("identical_answers")
-                if isinstance(prompt, str):
-                    prompt = [{"role": "user", "content": prompt}]
-                messages = parse_conversation({"messages": prompt + [{"role": "assistant", "content": "x"}]})[:-1]
-                pair = []
-                for answer in (chosen, rejected):
-                    ids, labels = render(tok, messages + [{"role": "assistant", "content": answer}], eos_id)
-                    if len(ids) > width and on_long == "truncate":
-                        ids, labels = ids[:width], labels[:width]
-                    if len(ids) > width:
-                        raise ValueError(f"longer_than_context ({len(ids)} > {width} tokens)")
-                    pair.append((ids, labels))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                reason = "bad_json"
-            except (ValueError, TypeError) as e:
-                reason = str(e) if isinstance(e, ValueError) else "bad_prompt"
-            else:
-                rows.append(pair)
-                report.kept += 1
-                continue
-            if on_error == "refuse":
-                raise BaichuanError(f"{where}: {reason}")
-            report.problem(where, reason.split(" (")[0])
+    width = seq_len + 1
+
+    def parse(rec, report):
+        if not isinstance(rec, dict):
+            raise ValueError("not_an_object")
+        prompt, chosen, rejected = rec.get("prompt"), rec.get("chosen"), rec.get("rejected")
+        if not all(isinstance(x, str) for x in (chosen, rejected)):
+            raise ValueError("chosen_or_rejected_missing")
+        if chosen.strip() == rejected.strip():
+            raise ValueError("identical_answers")
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        try:
+            messages = parse_conversation({"messages": prompt + [{"role": "assistant", "content": "x"}]})[:-1]
+        except TypeError:
+            raise ValueError("bad_prompt") from None
+        pair = []
+        for answer in (chosen, rejected):
+            ids, labels = render(tok, messages + [{"role": "assistant", "content": answer}], eos_id)
+            if len(ids) > width and on_long == "truncate":
+                ids, labels = ids[:width], labels[:width]
+            if len(ids) > width:
+                raise ValueError(f"longer_than_context ({len(ids)} > {width} tokens)")
+            pair.append((ids, labels))
+        return pair
+
+    rows, report = _load_lines(path, "preference data", on_error, parse)
     if not rows:
         raise BaichuanError(f"{path}: no usable preference pair ({report.summary()})")
     tokens = np.zeros((len(rows), 2, width), dtype=np.int32)
