@@ -47,6 +47,20 @@ def write_released_bin_dir(model, path, arch_name, length_key="max_position_embe
     return path
 
 
+
+def fail_second_shard(monkeypatch) -> None:
+    """The second safetensors file written from now on fails as a full disk would."""
+    import safetensors.torch
+    calls = {"n": 0}
+    real = safetensors.torch.save_file
+
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(*a, **kw)
+    monkeypatch.setattr(safetensors.torch, "save_file", flaky)
+
 def test_released_configs_map_to_the_right_architecture():
     c13 = load_config(assets("baichuan-13b-chat"))
     assert (c13.position, c13.norm_head, c13.max_len, c13.vocab_size) == ("alibi", False, 4096, 64000)
@@ -134,18 +148,7 @@ def test_overwrite_replaces_a_model_dir_but_refuses_other_dirs(tmp_path):
 def test_crash_mid_write_leaves_old_directory_intact(tmp_path, monkeypatch):
     d = save_pretrained(tiny(), tmp_path / "m")
     before = sorted(p.name for p in d.iterdir())
-    import safetensors.torch
-
-    calls = {"n": 0}
-    real = safetensors.torch.save_file
-
-    def flaky(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("disk full")
-        return real(*a, **kw)
-
-    monkeypatch.setattr(safetensors.torch, "save_file", flaky)
+    fail_second_shard(monkeypatch)
     with pytest.raises(OSError):
         save_pretrained(tiny("baichuan-13b"), d, max_shard_bytes=60_000)
     assert sorted(p.name for p in d.iterdir()) == before

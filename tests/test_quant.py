@@ -252,17 +252,8 @@ def test_crash_mid_quantize_dir_leaves_old_directory_intact(tmp_path, monkeypatc
     src = save_pretrained(tiny(), tmp_path / "src", max_shard_bytes=30_000)
     out = quantize_dir(src, tmp_path / "q", "int8", device="cpu")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    import safetensors.torch
-    calls = {"n": 0}
-    real = safetensors.torch.save_file
-
-    def flaky(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("disk full")
-        return real(*a, **kw)
-
-    monkeypatch.setattr(safetensors.torch, "save_file", flaky)
+    from test_checkpoint import fail_second_shard
+    fail_second_shard(monkeypatch)
     with pytest.raises(OSError):
         quantize_dir(src, out, "int4", 32, device="cpu")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
