@@ -33,8 +33,13 @@ def test_concurrent_requests_equal_each_alone(arch, compile):
     assert all(r.finish_reason == "length" for r in reqs)
     assert steps < sum(q.max_new_tokens for q in params)  # really batched
     assert engine.cache.lengths.tolist() == [0, 0, 0] and engine.busy == 0
-    if compile:
-        assert engine._decode is not engine._decode_rows
+
+
+def test_decode_rows_eager_and_compiled():
+    model = small_model("baichuan-7b")
+    eager, compiled = Engine(model, max_batch=8, max_len=32), Engine(model, max_batch=8, max_len=32, compile=True)
+    assert [eager._row_count(n) for n in (1, 3, 5, 8)] == [1, 3, 5, 8]          # the active rows only
+    assert [compiled._row_count(n) for n in (1, 3, 5, 8)] == [1, 4, 8, 8]       # CPU: powers of two
 
 
 @pytest.mark.parametrize("compile", [False, True])

@@ -76,6 +76,7 @@ class Engine:
         self.cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self.compiled = compile
         self._decode = self._decode_rows
         if compile:
             cuda = self.device.type == "cuda"
@@ -160,14 +161,14 @@ class Engine:
 
     def _row_count(self, active: int) -> int:
         """Rows the decode step runs over: the active ones, or one of a few fixed counts when compiled."""
-        if self._decode is self._decode_rows:
+        if not self.compiled:
             return active
         return self.max_batch if self.device.type == "cuda" else min(self.max_batch, 1 << (active - 1).bit_length())
 
     @torch.inference_mode()
     def warm_up(self) -> None:
         """Compile the decode step for every row count it will run with, so no request waits for it."""
-        if self._decode is self._decode_rows:
+        if not self.compiled:
             return
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
             for uniform, penalty in ((None, False), (None, True), (torch.zeros(rows, device=self.device), True)):
