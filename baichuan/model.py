@@ -125,22 +125,35 @@ def attention_mask(cfg: ModelConfig, q_pos: torch.Tensor, S: int, key_mask, dtyp
 # ------------------------------------------------------------------------------------- KV cache
 
 class KVCache:
-    """Pre-allocated keys and values for every layer, [layers, B, heads, max_len, head_dim], and
-    how many slots of each row are filled (`lengths` [B]).
+    """Pre-allocated keys and values, one [B, heads, max_len, head_dim] tensor per layer, and how
+    many slots of each row are filled (`lengths` [B]).
 
     A forward writes row b's T new keys at slots [lengths[b], lengths[b]+T), attends over the
     filled slots and advances `lengths` by T. Rows advance independently (continuous batching
-    keeps requests of different lengths in one cache); `rows(a, b)` is a view on some rows."""
+    keeps requests of different lengths in one cache); `rows(a, b)` is a view on some rows.
+
+    Why one tensor per layer, written by index over the whole tensor: under torch.compile a write
+    into a slice or a selected layer of a graph input is functionalized into a copy of that whole
+    slice every step (a full layer of cache per layer); a write into an input itself is done in
+    place."""
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
-        shape = (cfg.num_layers, batch_size, cfg.num_heads, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (batch_size, cfg.num_heads, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.start, self.stop = 0, batch_size
+
+    @classmethod
+    def view(cls, k: list, v: list, lengths: torch.Tensor, start: int, stop: int) -> "KVCache":
+        """Rows [start, stop) of the per-layer tensors `k`, `v`; `lengths` holds those rows only."""
+        view = cls.__new__(cls)
+        view.k, view.v, view.lengths, view.start, view.stop = k, v, lengths, start, stop
+        return view
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[3]
+        return self.k[0].shape[2]
 
     @property
     def length(self) -> int:
@@ -148,16 +161,14 @@ class KVCache:
         return int(self.lengths.max())
 
     def rows(self, start: int, stop: int) -> "KVCache":
-        view = KVCache.__new__(KVCache)
-        view.k, view.v, view.lengths = self.k[:, start:stop], self.v[:, start:stop], self.lengths[start:stop]
-        return view
+        return KVCache.view(self.k, self.v, self.lengths[start:stop], self.start + start, self.start + stop)
 
     def update(self, layer: int, k, v, slots):
         """Write k, v [B, H, T, D] at `slots` [B, T]; return this layer's keys and values, all slots."""
-        rows = torch.arange(k.shape[0], device=k.device)[:, None].expand_as(slots)
-        self.k[layer, rows, :, slots] = k.transpose(1, 2)
-        self.v[layer, rows, :, slots] = v.transpose(1, 2)
-        return self.k[layer], self.v[layer]
+        rows = torch.arange(self.start, self.stop, device=k.device)[:, None].expand_as(slots)
+        self.k[layer][rows, :, slots] = k.transpose(1, 2)
+        self.v[layer][rows, :, slots] = v.transpose(1, 2)
+        return self.k[layer][self.start:self.stop], self.v[layer][self.start:self.stop]
 
 
 # --------------------------------------------------------------------------------------- blocks

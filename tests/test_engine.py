@@ -42,6 +42,35 @@ def test_decode_rows_eager_and_compiled():
     assert [compiled._row_count(n) for n in (1, 3, 5, 8)] == [1, 4, 8, 8]       # CPU: powers of two
 
 
+def _compiled_code(fn, *args) -> str:
+    from torch._inductor.utils import run_and_get_code
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        return "\n".join(run_and_get_code(torch.compile(fn, dynamic=False), *args)[1])
+
+
+def test_compiled_decode_writes_the_cache_in_place():
+    """A compiled step must not copy the KV cache: one layer of it has a size (here 3*4*37*16 =
+    7,104 elements) that appears in the generated code only if a kernel loops over all of it."""
+    model = small_model("baichuan-7b")
+    engine = Engine(model, max_batch=3, max_len=37, compile=True)
+    layer = engine.cache.k[0]
+    numel = str(layer.numel())
+    assert layer.numel() == 7104 and model.cfg.head_dim == 16
+    # the detector works: writing into one layer selected from a stacked cache copies that layer
+    stacked = torch.zeros(2, *layer.shape)
+
+    def write_selected(cache, new):
+        cache[0, :, :, 5] = new
+        return cache[0].sum()
+    assert numel in _compiled_code(write_selected, stacked, torch.ones(3, 4, 16))
+    engine.cache.lengths.fill_(4)
+    for rows in (1, 2, 3):  # fewer rows than the cache has, too (the CPU's row buckets)
+        code = _compiled_code(engine._decode_rows, engine.last, engine.cache.k, engine.cache.v,
+                              engine.cache.lengths, rows, None, False)
+        assert numel not in code, f"the compiled decode step over {rows} rows copies a whole cache layer"
+
+
 @pytest.mark.parametrize("compile", [False, True])
 def test_seeded_sampling_does_not_depend_on_the_batch(compile):
     model = small_model("baichuan-7b")

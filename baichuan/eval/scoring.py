@@ -68,14 +68,14 @@ class _SharedPrefix:
     the batch, so a batch of B suffixes costs the prefix's memory once."""
 
     def __init__(self, kv: KVCache):
-        self.k, self.v = kv.k, kv.v            # [layers, 1, heads, P, head_dim]
-        self.prefix_len = kv.k.shape[3]
+        self.k, self.v = kv.k, kv.v            # per layer [1, heads, P, head_dim]
+        self.prefix_len = kv.max_len
         self.lengths = None
         self.max_len = self.prefix_len
 
     def reset(self, batch_size: int, new_tokens: int):
         """Before each batch: every row holds the prefix; the forward adds `new_tokens` slots."""
-        self.lengths = torch.full((batch_size,), self.prefix_len, dtype=torch.long, device=self.k.device)
+        self.lengths = torch.full((batch_size,), self.prefix_len, dtype=torch.long, device=self.k[0].device)
         self.max_len = self.prefix_len + new_tokens
 
     def update(self, layer: int, k, v, slots=None):

@@ -81,8 +81,13 @@ class Engine:
         if compile:
             cuda = self.device.type == "cuda"
             if cuda:  # CUDA graphs replay fixed addresses: these buffers are the graph's inputs, in place
-                for t in (self.cache.k, self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
+                for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
+            # one graph per row count and sampling kind (greedy / penalty / sampled): past dynamo's
+            # default limit of 8 graphs per function the rest would silently run eager
+            variants = 3 * len({self._row_count(n) for n in range(1, max_batch + 1)})
+            limit = torch._dynamo.config.recompile_limit
+            torch._dynamo.config.recompile_limit = max(limit, variants + 2)
             self._decode = torch.compile(self._decode_rows, dynamic=False,
                                          mode="reduce-overhead" if cuda else None)
 
@@ -178,8 +183,7 @@ class Engine:
     def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool):
         """The decode step (compiled when asked): the next token of rows [0, rows), sampled on the
         device, recorded as each row's last token and in its repetition-penalty history."""
-        cache = KVCache.__new__(KVCache)
-        cache.k, cache.v, cache.lengths = k[:, :rows], v[:, :rows], lengths[:rows]
+        cache = KVCache.view(k, v, lengths[:rows], 0, rows)
         logits = self.model(last[:rows, None], cache=cache)[:, -1]
         state = self.sampler.rows(0, rows)
         tokens = sample(logits, state, uniform, penalty)
@@ -195,15 +199,16 @@ class Engine:
         ids = torch.zeros(len(reqs), longest, dtype=torch.long, device=self.device)
         for i, req in enumerate(reqs):
             ids[i, :len(req.prompt)] = torch.tensor(req.prompt, device=self.device)
-        scratch = KVCache(self.model.cfg, len(reqs), longest, device=self.device, dtype=self.cache.k.dtype)
+        scratch = KVCache(self.model.cfg, len(reqs), longest, device=self.device, dtype=self.cache.k[0].dtype)
         hidden = self.model.model(ids, cache=scratch)
         last = torch.tensor([len(r.prompt) - 1 for r in reqs], device=self.device)
         # the LM head on the last prompt position only: over the whole prompt it would cost more than the blocks
         logits = self.model.lm_head(hidden[torch.arange(len(reqs), device=self.device), last])
         for i, req in enumerate(reqs):
             n, slot = len(req.prompt), req.slot
-            self.cache.k[:, slot, :, :n] = scratch.k[:, i, :, :n]
-            self.cache.v[:, slot, :, :n] = scratch.v[:, i, :, :n]
+            for layer in range(len(scratch.k)):
+                self.cache.k[layer][slot, :, :n] = scratch.k[layer][i, :, :n]
+                self.cache.v[layer][slot, :, :n] = scratch.v[layer][i, :, :n]
             self.cache.lengths[slot] = n
             self.sampler.assign(slot, req.params, ids[i, :n])
         for i, req in enumerate(reqs):
