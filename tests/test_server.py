@@ -216,3 +216,42 @@ def test_completions_accept_token_ids(server):
     r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"},
                    json={"prompt": [1, 2, 10 ** 9], "max_tokens": 2})
     assert r.status_code == 400 and "token ids must be in" in r.json()["error"]["message"]
+
+
+def test_relay_delivers_every_token_in_order_with_few_wakeups():
+    from baichuan.infer.server import Relay
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        relay = Relay(loop)
+        wakeups = 0
+        flush = relay.flush
+
+        def counted():
+            nonlocal wakeups
+            wakeups += 1
+            flush()
+        relay.flush = counted
+        queues = [asyncio.Queue() for _ in range(8)]
+        sinks = [relay.sink(q) for q in queues]
+
+        def engine_thread():  # 200 steps, each emitting one token for every row, then the ends
+            for step in range(200):
+                for sink in sinks:
+                    sink(step)
+            for sink in sinks:
+                sink(None)
+        t = threading.Thread(target=engine_thread)
+        t.start()
+        got = []
+        for q in queues:
+            out = []
+            while (tok := await q.get()) is not None:
+                out.append(tok)
+            got.append(out)
+        t.join()
+        return got, wakeups
+
+    got, wakeups = asyncio.run(main())
+    assert got == [list(range(200))] * 8
+    assert 1 <= wakeups < 8 * 201  # a wake-up per burst at most, never one per token

@@ -17,6 +17,7 @@ import json
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,31 @@ def chat_prompt(tok, body: dict, max_new: int, max_len: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------- the app
 
+class Relay:
+    """Hands tokens from the engine thread to the event loop's per-request queues with one
+    wake-up of the loop per burst (a decode step emits a token for every row), not one per token."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.pending, self.armed, self.lock = loop, deque(), False, threading.Lock()
+
+    def sink(self, queue: asyncio.Queue):
+        def push(tok):
+            self.pending.append((queue, tok))
+            with self.lock:
+                if self.armed:
+                    return
+                self.armed = True
+            self.loop.call_soon_threadsafe(self.flush)
+        return push
+
+    def flush(self):
+        with self.lock:
+            self.armed = False  # a push from now on wakes the loop again; earlier ones are drained below
+        while self.pending:
+            queue, tok = self.pending.popleft()
+            queue.put_nowait(tok)
+
+
 def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index=None):
     """The FastAPI app; `index` (baichuan.rag.Index) enables POST /v1/ask."""
     from fastapi import FastAPI, Request
@@ -160,6 +186,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                                 f"{cfg.model_name!r}", param="model", code="model_not_found")
         return body
 
+    relays: dict = {}  # one per event loop (one in a server; tests may start several)
+
     def admit(prompt: list[int], params: SamplingParams, loop) -> tuple:
         if len(prompt) + params.max_new_tokens > max_len:
             raise ApiError(400, f"prompt ({len(prompt)} tokens) + max_tokens ({params.max_new_tokens}) exceeds the "
@@ -172,7 +200,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             stats["prompt_tokens"] += len(prompt)
             queue: asyncio.Queue = asyncio.Queue()
             try:
-                req = engine.submit(prompt, params, sink=lambda tok: loop.call_soon_threadsafe(queue.put_nowait, tok))
+                relay = relays.get(loop) or relays.setdefault(loop, Relay(loop))
+                req = engine.submit(prompt, params, sink=relay.sink(queue))
             except BaichuanError as e:
                 raise ApiError(400, str(e)) from None
         return req, queue
@@ -189,13 +218,20 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                     if await request.is_disconnected():
                         raise asyncio.CancelledError from None
                     continue
-                if tok is None:
-                    finish = "length" if req.finish_reason == "length" else "stop"
-                    break
-                delta = text.add(tok)
-                if text.stopped:  # a stop string: the text ends before it, and so does the request
-                    engine.cancel(req)
-                    finish = "stop"
+                # a client that fell behind takes every token already here as one delta
+                toks = [tok]
+                while toks[-1] is not None and not queue.empty():
+                    toks.append(queue.get_nowait())
+                delta = ""
+                for tok in toks:
+                    if tok is None:
+                        finish = "length" if req.finish_reason == "length" else "stop"
+                        break
+                    delta += text.add(tok)
+                    if text.stopped:  # a stop string: the text ends before it, and so does the request
+                        engine.cancel(req)
+                        finish = "stop"
+                        break
                 if delta:
                     yield delta, None
             rest = text.finish()  # what was held back: a possible stop-string prefix, a partial character
