@@ -265,6 +265,10 @@ class NormHead(nn.Module):
     def effective_weight(self):
         if self.training:
             return F.normalize(self.weight, dim=-1)
+        if torch.compiler.is_compiling():
+            # a graph cannot guard on a version counter its own copy_ bumps (it would recompile at
+            # every call): compiled callers normalize eagerly first (Engine does)
+            return self.weight
         if self._normalized_version != self.weight._version:
             with torch.no_grad():
                 self.weight.copy_(F.normalize(self.weight.float(), dim=-1).to(self.weight.dtype))

@@ -26,6 +26,7 @@ from baichuan.config import preset
 from baichuan.infer.engine import Engine
 from baichuan.infer.sampling import SamplingParams
 from baichuan.model import build
+from peers import hf_llama
 
 
 def bandwidth(device) -> float:
@@ -62,27 +63,13 @@ def ours(model, prompt, new, device, compile: bool) -> dict:
         sync(device)
         times.append(time.perf_counter())
         tokens.append(tok)
-    decode = (times[-1] - times[0]) / (len(times) - 1)
-    return {"prefill_ms": (times[0] - t) * 1e3, "tokens_per_s": 1 / decode, "first_tokens": tokens[:8]}
+    # the first step prefills and decodes, so the first two tokens arrive together: time from the second
+    decode = (times[-1] - times[1]) / (len(times) - 2)
+    return {"prefill_ms": (times[0] - t - decode) * 1e3, "tokens_per_s": 1 / decode, "first_tokens": tokens[:8]}
 
 
 def hf(cfg, state, prompt, new, device, dtype) -> dict:
-    from transformers import LlamaConfig, LlamaForCausalLM
-    hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-                         max_position_embeddings=cfg.max_len, rms_norm_eps=cfg.rms_norm_eps,
-                         tie_word_embeddings=False)
-    model = LlamaForCausalLM(hf_cfg).to(device=device, dtype=dtype).eval()
-    H = cfg.hidden_size
-    sd = {}
-    for k, v in state.items():
-        if k.endswith("W_pack.weight"):
-            base = k[:-len("W_pack.weight")]
-            sd[base + "q_proj.weight"], sd[base + "k_proj.weight"], sd[base + "v_proj.weight"] = v[:H], v[H:2 * H], v[2 * H:]
-        else:
-            sd[k] = v
-    model.load_state_dict(sd, strict=False)
+    model = hf_llama(cfg, device, dtype, state={k: v.to(dtype) for k, v in state.items()}).eval()
     ids = torch.tensor([prompt], device=device)
     kw = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
     with torch.inference_mode():
@@ -142,8 +129,10 @@ def main() -> None:
         if quant != "none":
             from baichuan.quant import quantize, use_kernels
             quantize(model, quant.removesuffix("+head"), group_size=group, lm_head=quant.endswith("+head"))
-            use_kernels(model)
+        # counted before use_kernels, whose int4 layout lives in buffers outside the state dict
         weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        if quant != "none":
+            use_kernels(model)
         r = ours(model, prompt, args.new, device, compiled)
         name = f"baichuan {dtype_name(dtype)}{'' if quant == 'none' else ' ' + quant}{' compiled' if compiled else ''}"
         rows.append({"name": name, "weight_bytes": weight_bytes, "roof_tokens_per_s": bw / weight_bytes, **r})

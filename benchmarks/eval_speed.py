@@ -45,6 +45,7 @@ from baichuan.eval.scoring import score
 from baichuan.model import build
 from baichuan.tokenizer import Tokenizer
 from baichuan.train.metrics import peak_flops
+from peers import hf_llama
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = {  # limit: questions per subject in the whole-split run (None: all); the comparison runs
@@ -57,22 +58,6 @@ SHAPES = {  # limit: questions per subject in the whole-split run (None: all); t
 
 def default_path(env: str, *parts: str) -> Path:
     return Path(os.environ.get(env, REPO.parent / "shared" / parts[0])).joinpath(*parts[1:])
-
-
-def hf_peer(cfg, device, dtype):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                         num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_len,
-                         rms_norm_eps=cfg.rms_norm_eps, tie_word_embeddings=False, attn_implementation="sdpa")
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)   # initialize in the target dtype on the device: no fp32 copy of 7B
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(hf_cfg)
-    finally:
-        torch.set_default_dtype(previous)
-    return model.eval()
 
 
 def peer_score(hf, requests, batch_size, device) -> list[list[float]]:
@@ -192,7 +177,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         print(f"peer ({time.perf_counter() - started:.0f}s elapsed)", flush=True)
-        hf = hf_peer(cfg, device, dtype)
+        hf = hf_llama(cfg, device, dtype).eval()
         for task in tasks:
             reqs = compare[task].requests
             peer_score(hf, reqs[:peer_bs], peer_bs, device)  # warm-up

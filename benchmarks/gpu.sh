@@ -8,15 +8,19 @@
 #   bash benchmarks/gpu.sh check        # THERE: tests/test_gpu.py (CUDA engine, kernels, train step)
 #   bash benchmarks/gpu.sh train        # THERE: train_throughput.py, 1.5B shape, ours vs HF eager/compiled
 #   bash benchmarks/gpu.sh infer        # THERE: decode.py (7B, batch 1, bf16/int8/int4) + serve.py (64 streams)
-#   bash benchmarks/gpu.sh eval         # THERE: eval_speed.py, 7B shape, MMLU/CMMLU/C-Eval 5-shot
-#   bash benchmarks/gpu.sh lora         # THERE: lora_sft.py, 7B shape, ours vs HF + PEFT
+#   bash benchmarks/gpu.sh eval         # THERE: eval_speed.py, 7B shape, MMLU 5-shot (+ 2,000-question peer row)
+#   bash benchmarks/gpu.sh eval-zh      # THERE: the same for CMMLU and C-Eval val (500-question peer rows)
+#   bash benchmarks/gpu.sh lora         # THERE: lora_sft.py, 7B shape, ours vs HF + PEFT; quant_memory.py
+#
+# Each stage is one device call of 4 to 9 minutes; 30 minutes of GPU time hold about four, so
+# take them in the order the open issues need them: infer, train, eval, lora, check, eval-zh.
 #
 # THERE needs .whl/ and out/gpu-carry/ beside the repo (carry them). Results land in $OUT (or
 # out/bench), one JSON per benchmark plus a log per stage. Each benchmark has its own time limit,
 # so one that hangs cannot take the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: bash benchmarks/gpu.sh prepare|check|train|infer|eval|lora}
+stage=${1:?usage: bash benchmarks/gpu.sh prepare|check|train|infer|eval|eval-zh|lora}
 out=${OUT:-out/bench}
 mkdir -p "$out"
 
@@ -62,8 +66,10 @@ case $stage in
         run 300 decode $python benchmarks/decode.py --shape baichuan-7b --out "$out/decode.json"
         run 240 serve $python benchmarks/serve.py --shape baichuan-7b --streams 64 --prompt 128 --new 256 --hf-batch 32 \
             --out "$out/serve.json" ;;
-    eval) run 560 eval_speed $python benchmarks/eval_speed.py --data "$carry/evaldata" \
+    eval) run 560 eval_speed $python benchmarks/eval_speed.py --tasks mmlu --data "$carry/evaldata" \
             --tokenizer "$carry/baichuan1/tokenizer.model" --out "$out/eval_speed.json" ;;
+    eval-zh) run 560 eval_speed_zh $python benchmarks/eval_speed.py --tasks cmmlu,ceval --compare 500 \
+            --data "$carry/evaldata" --tokenizer "$carry/baichuan1/tokenizer.model" --out "$out/eval_speed_zh.json" ;;
     lora)
         run 300 lora_sft $python benchmarks/lora_sft.py --shape baichuan-7b --out "$out/lora_sft.json"
         run 200 quant_memory $python benchmarks/quant_memory.py --ppl-tokens 0 --out "$out/quant_memory.json" ;;

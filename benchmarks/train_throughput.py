@@ -13,6 +13,7 @@ memory, and our ratio to each peer row. Random tokens; the first steps are warm-
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 from pathlib import Path
@@ -24,22 +25,13 @@ from baichuan.model import build, lm_loss
 from baichuan.train.metrics import peak_flops
 from baichuan.train.optim import build_optimizer
 from baichuan.train.parallel import parallelize
+from peers import hf_llama
 
 SHAPES = {
     "small": dict(preset="small", seq_len=256, batch_size=16),
     "1.5b": dict(preset="1b", overrides=dict(hidden_size=2048, num_layers=24, num_heads=16, intermediate_size=5504,
                                              vocab_size=64000), seq_len=2048, batch_size=4),
 }
-
-
-def hf_model(cfg, device):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-                         max_position_embeddings=cfg.max_len, rms_norm_eps=cfg.rms_norm_eps,
-                         tie_word_embeddings=False, attn_implementation="sdpa")
-    return LlamaForCausalLM(hf_cfg).to(device)
 
 
 def bench(name, model, step_fn, opt, device, tokens_per_step, flops_per_token, steps, warmup) -> dict:
@@ -96,7 +88,7 @@ def main() -> None:
     variants += [("hf compiled", True)] if device.type == "cuda" else []
     for name, compiled in variants:
         torch.manual_seed(0)
-        model = hf_model(cfg, device).train()
+        model = hf_llama(cfg, device).train()   # fp32 master weights, bf16 autocast
         opt = build_optimizer(model, 3e-4)
         forward = torch.compile(model) if compiled else model
 
@@ -106,7 +98,9 @@ def main() -> None:
             return lm_loss(logits, targets)
         rows.append(bench(name, model, hf_step, opt, device, tokens, fpt, steps, warmup))
         print(rows[-1])
-        del model, opt, forward
+        del model, opt, forward, hf_step  # hf_step's default argument holds the model too
+        gc.collect()
+        torch._dynamo.reset()
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -73,7 +73,11 @@ def test_cuda_kernels_equal_the_reference_path(mode, group_size):
     ids = torch.randint(3, 300, (2, 24), device="cuda")
     with torch.no_grad():
         ref = model(ids).float()
-        assert use_kernels(model) == 5 * model.cfg.num_layers  # every layer on the kernel: no fallback
+        if mode == "int8":  # torch's CUDA int8 kernel is slow: the layers keep the reference path
+            with pytest.warns(UserWarning, match="CUDA int8 kernel is slower"):
+                assert use_kernels(model) == 0
+        else:
+            assert use_kernels(model) == 5 * model.cfg.num_layers  # every layer on the kernel: no fallback
         got = model(ids).float()
     assert (got - ref).norm() / ref.norm() < 0.02
 

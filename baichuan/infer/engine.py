@@ -35,7 +35,7 @@ import torch
 
 from baichuan.errors import BaichuanError
 from baichuan.infer.sampling import SamplerState, SamplingParams, sample
-from baichuan.model import Baichuan, KVCache
+from baichuan.model import Baichuan, KVCache, NormHead
 
 _ids = itertools.count()
 log = logging.getLogger("baichuan.infer")
@@ -79,8 +79,14 @@ class Engine:
         self.compiled = compile
         self._decode = self._decode_rows
         if compile:
+            if isinstance(model.lm_head, NormHead):
+                with torch.no_grad():
+                    model.lm_head.effective_weight()  # normalized here, eagerly: the graph uses the rows as they are
             cuda = self.device.type == "cuda"
             if cuda:  # CUDA graphs replay fixed addresses: these buffers are the graph's inputs, in place
+                # batch-1 matmuls become fused reductions (gpt-fast's setting), which reads int8 weights directly
+                from torch._inductor import config as inductor_config
+                inductor_config.coordinate_descent_tuning = True
                 for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
             # one graph per row count and sampling kind (greedy / penalty / sampled): past dynamo's
@@ -171,13 +177,20 @@ class Engine:
         return self.max_batch if self.device.type == "cuda" else min(self.max_batch, 1 << (active - 1).bit_length())
 
     @torch.inference_mode()
-    def warm_up(self) -> None:
-        """Compile the decode step for every row count it will run with, so no request waits for it."""
+    def warm_up(self, greedy_only: bool = False) -> None:
+        """Compile the decode step for every row count and sampling kind it will run with (only
+        greedy without repetition penalty when `greedy_only`), so no request waits for it. CUDA
+        graphs are recorded on a function's second call and replayed from the third: each variant
+        is called three times."""
         if not self.compiled:
             return
+        calls = 3 if self.device.type == "cuda" else 1
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
-            for uniform, penalty in ((None, False), (None, True), (torch.zeros(rows, device=self.device), True)):
-                self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform, penalty)
+            kinds = ((None, False),) if greedy_only else \
+                ((None, False), (None, True), (torch.zeros(rows, device=self.device), True))
+            for uniform, penalty in kinds:
+                for _ in range(calls):
+                    self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform, penalty)
         self.cache.lengths.zero_()
 
     def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool):

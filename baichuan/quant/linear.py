@@ -265,6 +265,10 @@ _warned: set[str] = set()
 def _try_kernel(m: nn.Module) -> str | None:
     """Switch one layer to its kernel if this torch and device have it and it agrees with the
     reference path on this kind and shape (checked once per process); returns why not, or None."""
+    if isinstance(m, Int8Linear) and m.qweight.device.type == "cuda":
+        # torch's CUDA int8pack_mm gives each output one thread looping over K (no tiling): slower
+        # than bf16. The reference path, compiled, becomes a fused int8 dequantize + reduction.
+        return "torch's CUDA int8 kernel is slower than the reference path under torch.compile"
     key = (type(m).__name__, str(m.qweight.device), m.out_features, m.in_features, m.group_size, m.symmetric)
     why = _verified.get(key, "unchecked")
     if why is not None and why != "unchecked":
