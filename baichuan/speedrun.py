@@ -23,8 +23,8 @@ from pathlib import Path
 # Training settings per profile. "cpu" is sized for a 2-core laptop to finish within 15 minutes
 # (~2,000 tokens/s on the 11M-parameter `small` preset); "gpu" trains the ~100M `100m` preset.
 PROFILES = {
-    "cpu": dict(preset="small", vocab_size=16000, seq_len=256, batch_size=16, steps=300, lr=1e-3, warmup=30,
-                eval_every=100, eval_batches=16, sft_steps=60, sft_lr=5e-4),
+    "cpu": dict(preset="small", vocab_size=16000, seq_len=256, batch_size=16, steps=280, lr=1e-3, warmup=30,
+                eval_every=140, eval_batches=16, sft_steps=50, sft_lr=5e-4),
     "gpu": dict(preset="100m", vocab_size=32000, seq_len=1024, batch_size=32, steps=3000, lr=6e-4, warmup=200,
                 eval_every=500, eval_batches=32, sft_steps=300, sft_lr=1e-4),
     # the test suite's end-to-end check: every stage, seconds not minutes

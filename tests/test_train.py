@@ -46,6 +46,11 @@ def test_trains_logs_checkpoints_and_exports(tiny_tokens, tmp_path, capsys):
     assert (tmp_path / "loss.png").stat().st_size > 1000
     model = load_pretrained(tmp_path / "model")
     assert model.cfg.num_layers == 2 and model.cfg.vocab_size == 3000
+    # run again: the last checkpoint already reaches --steps, so nothing trains, but it is evaluated
+    again = train(cfg(tiny_tokens, tmp_path, steps=80, batch_size=8, eval_every=40, ckpt_every=20))
+    assert "nothing to train" in capsys.readouterr().out
+    assert again["final_loss"] is None and again["steps"] == 80
+    assert again["val"]["heldout"]["loss"] == pytest.approx(result["val"]["heldout"]["loss"], rel=1e-6)
 
 
 def _run(args, env=None):

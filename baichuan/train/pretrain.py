@@ -418,6 +418,9 @@ def train(cfg: TrainConfig) -> dict:
                     "fingerprint_fields": _fingerprint_fields(cfg, mc), "config": dataclasses.asdict(cfg)}
             train_state.save(ckpt_root, step, model, optimizer, meta, cfg.keep, frozen=frozen)
 
+    if val and "val" not in result:  # resumed at or past the last step: nothing trained, still evaluated
+        print0(f"checkpoint at step {step} already reaches --steps {cfg.steps}: nothing to train")
+        result["val"] = evaluate(model, val, cfg, amp_ctx)
     result.update(steps=step, final_loss=loss_val if cfg.steps > step0 else None, baseline=baseline,
                   skipped_steps=guard["skipped_steps"], seconds=time.time() - t_start)
     if rank == 0:
