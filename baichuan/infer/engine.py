@@ -162,12 +162,12 @@ class Engine:
         uniform, penalty = self._draws(0, hi)
         tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty)
         tokens = tokens.tolist()  # the step's one host sync
+        idle = [s for s in range(hi) if self.slots[s] is None]
+        if idle:  # idle rows in the batch advanced too: keep them empty (one op, not a launch per row)
+            self.cache.lengths[idle] = 0
         for s in range(hi):
-            req = self.slots[s]
-            if req is None:
-                self.cache.lengths[s] = 0  # an idle row in the batch: keep it empty
-            else:
-                self._emit(req, tokens[s], events)
+            if self.slots[s] is not None:
+                self._emit(self.slots[s], tokens[s], events)
         return events
 
     def _row_count(self, active: int) -> int:
