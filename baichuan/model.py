@@ -130,7 +130,8 @@ class KVCache:
 
     A forward writes row b's T new keys at slots [lengths[b], lengths[b]+T), attends over the
     filled slots and advances `lengths` by T. Rows advance independently (continuous batching
-    keeps requests of different lengths in one cache); `rows(a, b)` is a view on some rows.
+    keeps requests of different lengths in one cache); `rows(a, b)` is a view on some rows. A view
+    may attend over the first `span` slots only, when the caller knows no row needs more.
 
     Why one tensor per layer, written by index over the whole tensor: under torch.compile a write
     into a slice or a selected layer of a graph input is functionalized into a copy of that whole
@@ -142,18 +143,22 @@ class KVCache:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.start, self.stop = 0, batch_size
+        self.start, self.stop, self.span = 0, batch_size, max_len
 
     @classmethod
-    def view(cls, k: list, v: list, lengths: torch.Tensor, start: int, stop: int) -> "KVCache":
-        """Rows [start, stop) of the per-layer tensors `k`, `v`; `lengths` holds those rows only."""
+    def view(cls, k: list, v: list, lengths: torch.Tensor, start: int, stop: int,
+             span: int | None = None) -> "KVCache":
+        """Rows [start, stop) of the per-layer tensors `k`, `v` (`lengths` holds those rows only),
+        attending over the first `span` slots (default: all)."""
         view = cls.__new__(cls)
         view.k, view.v, view.lengths, view.start, view.stop = k, v, lengths, start, stop
+        view.span = span or k[0].shape[2]
         return view
 
     @property
     def max_len(self) -> int:
-        return self.k[0].shape[2]
+        """The slots a forward attends over, and the bound on where it may write."""
+        return self.span
 
     @property
     def length(self) -> int:
@@ -161,14 +166,14 @@ class KVCache:
         return int(self.lengths.max())
 
     def rows(self, start: int, stop: int) -> "KVCache":
-        return KVCache.view(self.k, self.v, self.lengths[start:stop], self.start + start, self.start + stop)
+        return KVCache.view(self.k, self.v, self.lengths[start:stop], self.start + start, self.start + stop, self.span)
 
     def update(self, layer: int, k, v, slots):
-        """Write k, v [B, H, T, D] at `slots` [B, T]; return this layer's keys and values, all slots."""
+        """Write k, v [B, H, T, D] at `slots` [B, T]; return this layer's keys and values over the span."""
         rows = torch.arange(self.start, self.stop, device=k.device)[:, None].expand_as(slots)
         self.k[layer][rows, :, slots] = k.transpose(1, 2)
         self.v[layer][rows, :, slots] = v.transpose(1, 2)
-        return self.k[layer][self.start:self.stop], self.v[layer][self.start:self.stop]
+        return self.k[layer][self.start:self.stop, :, :self.span], self.v[layer][self.start:self.stop, :, :self.span]
 
 
 # --------------------------------------------------------------------------------------- blocks

@@ -37,6 +37,33 @@ def test_concurrent_requests_equal_each_alone(arch, compile):
     assert engine.cache.lengths.tolist() == [0, 0, 0] and engine.busy == 0
 
 
+@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
+def test_eager_decode_attends_over_the_filled_span_only(arch, monkeypatch):
+    """Rows hold 10 and 50 prompt tokens in a 256-slot cache: the step attends over 64 slots, then
+    128 once the longer row passes 64; the tokens equal greedy decoding by full forwards without a
+    cache (RoPE and ALiBi)."""
+    model = small_model(arch)
+    torch.manual_seed(5)
+    prompts = [torch.randint(3, 300, (n,)).tolist() for n in (10, 50)]
+    params = SamplingParams(max_new_tokens=30, **NO_EOS)
+    alone = []
+    with torch.no_grad():
+        for p in prompts:
+            ids = list(p)
+            for _ in range(30):
+                ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+            alone.append(ids[len(p):])
+    engine = Engine(model, max_batch=2, max_len=256)
+    spans = []
+    real = engine._span
+    monkeypatch.setattr(engine, "_span", lambda rows: spans.append(real(rows)) or spans[-1])
+    reqs = [engine.submit(p, params) for p in prompts]
+    while not all(r.done for r in reqs):
+        engine.step()
+    assert [r.tokens for r in reqs] == alone
+    assert sorted(set(spans)) == [64, 128]
+
+
 def test_decode_rows_eager_and_compiled():
     model = small_model("baichuan-7b")
     eager, compiled = Engine(model, max_batch=8, max_len=32), Engine(model, max_batch=8, max_len=32, compile=True)

@@ -160,7 +160,8 @@ class Engine:
             return events
         hi = self._row_count(active[-1] + 1)
         uniform, penalty = self._draws(0, hi)
-        tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty)
+        args = (self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty)
+        tokens = self._decode(*args) if self.compiled else self._decode(*args, span=self._span(hi))
         tokens = tokens.tolist()  # the step's one host sync
         idle = [s for s in range(hi) if self.slots[s] is None]
         if idle:  # idle rows in the batch advanced too: keep them empty (one op, not a launch per row)
@@ -175,6 +176,13 @@ class Engine:
         if not self.compiled:
             return active
         return self.max_batch if self.device.type == "cuda" else min(self.max_batch, 1 << (active - 1).bit_length())
+
+    def _span(self, rows: int) -> int:
+        """Slots the eager decode step attends over: what the longest of rows [0, rows) holds after
+        this step, rounded up to 64 (fewer shapes), not the whole row. A compiled step keeps
+        fixed shapes and attends over every slot."""
+        need = max(len(r.prompt) + len(r.tokens) for r in self.slots[:rows] if r is not None)
+        return min(self.max_len, -(-need // 64) * 64)
 
     @torch.inference_mode()
     def warm_up(self, greedy_only: bool = False) -> None:
@@ -193,10 +201,10 @@ class Engine:
                     self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform, penalty)
         self.cache.lengths.zero_()
 
-    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool):
+    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool, span: int | None = None):
         """The decode step (compiled when asked): the next token of rows [0, rows), sampled on the
         device, recorded as each row's last token and in its repetition-penalty history."""
-        cache = KVCache.view(k, v, lengths[:rows], 0, rows)
+        cache = KVCache.view(k, v, lengths[:rows], 0, rows, span)
         logits = self.model(last[:rows, None], cache=cache)[:, -1]
         state = self.sampler.rows(0, rows)
         tokens = sample(logits, state, uniform, penalty)
