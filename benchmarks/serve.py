@@ -4,11 +4,12 @@ transformers batched `generate` on the same shape, in one process.
     python benchmarks/serve.py                                    # CPU: `small`, 16 streams x 64 tokens
     python benchmarks/serve.py --shape baichuan-7b --streams 64 --prompt 128 --new 256 --hf-batch 32   # GPU
 
-The clients run in a second process, as real clients would. Each streams /v1/completions with a random `--prompt`-token prompt (token ids) and
-`--new` tokens (no EOS). Reported: total generated tokens/s over the wall time, and p50/p99 of
-time to first token and of the gap between tokens. HF generates the same number of sequences in
-batches of `--hf-batch` (its tokens/s counts new tokens over wall time, the way serving would).
-Random weights; ids are rendered as numbers, since tokenization is not what is measured.
+The clients run in a second process, as real clients would. Each streams /v1/completions with a
+random `--prompt`-token prompt (token ids) and `--new` tokens (no EOS). Reported: total generated
+tokens/s over the wall time, and p50/p99 of time to first token and of the gap between tokens. HF
+generates the same number of sequences in batches of `--hf-batch` (its tokens/s counts new tokens
+over wall time, the way serving would). Random weights; ids are rendered as numbers, since
+tokenization is not what is measured.
 """
 
 from __future__ import annotations
