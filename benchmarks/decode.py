@@ -117,12 +117,17 @@ def main() -> None:
         (torch.bfloat16, "int8", True), (torch.bfloat16, "int4", True), (torch.bfloat16, "int8+head", True)]
     if cuda and not args.quick:
         our_runs.remove((base, "none", True))           # base is bf16 on CUDA: listed once
-    rows = []
+    rows, bw = [], bandwidth(device)
+
+    def save():  # after every row, so a run stopped by a time limit keeps what it measured
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"device": str(device), "shape": cfg.describe(), "bandwidth": bw,
+                                              "prompt": args.prompt, "new": args.new, "rows": rows}, indent=1) + "\n")
     for dtype in ([] if args.skip_hf else hf_runs):
         r = hf(cfg, state, prompt, args.new, device, dtype)
         rows.append({"name": f"hf generate {dtype_name(dtype)}", "weight_bytes": None, **r})
         print(rows[-1])
-    bw = bandwidth(device)
+        save()
     for dtype, quant, compiled in our_runs:
         model = build(cfg, device=device, dtype=dtype).eval()
         model.load_state_dict({k: v.to(dtype) for k, v in state.items()})
@@ -137,6 +142,7 @@ def main() -> None:
         name = f"baichuan {dtype_name(dtype)}{'' if quant == 'none' else ' ' + quant}{' compiled' if compiled else ''}"
         rows.append({"name": name, "weight_bytes": weight_bytes, "roof_tokens_per_s": bw / weight_bytes, **r})
         print(rows[-1])
+        save()
         del model
     ref = rows[0]["tokens_per_s"] if rows and rows[0]["name"].startswith("hf") else None
     print(f"\n{device} | {cfg.describe()} | copy bandwidth {bw / 1e9:.0f} GB/s | prompt {args.prompt}, "
@@ -149,9 +155,6 @@ def main() -> None:
         of_roof = "" if wb is None else f"{tps / r['roof_tokens_per_s']:.0%}"
         ratio = "" if ref is None else f"{tps / ref:.2f}x"
         print(f"| {r['name']} | {tps:.1f} | {r['prefill_ms']:.1f} | {weights} | {of_roof} | {ratio} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"device": str(device), "shape": cfg.describe(), "bandwidth": bw,
-                                          "prompt": args.prompt, "new": args.new, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -63,8 +63,8 @@ case $stage in
     check) run 420 gpu-tests $python -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider ;;
     train) run 560 train_throughput $python benchmarks/train_throughput.py --shape 1.5b --out "$out/train_throughput.json" ;;
     infer)
-        run 300 decode $python benchmarks/decode.py --shape baichuan-7b --out "$out/decode.json"
-        run 240 serve $python benchmarks/serve.py --shape baichuan-7b --streams 64 --prompt 128 --new 256 --hf-batch 32 \
+        run 400 decode $python benchmarks/decode.py --shape baichuan-7b --out "$out/decode.json"
+        run 170 serve $python benchmarks/serve.py --shape baichuan-7b --streams 64 --prompt 128 --new 256 --hf-batch 32 \
             --out "$out/serve.json" ;;
     eval) run 560 eval_speed $python benchmarks/eval_speed.py --tasks mmlu --data "$carry/evaldata" \
             --tokenizer "$carry/baichuan1/tokenizer.model" --out "$out/eval_speed.json" ;;
