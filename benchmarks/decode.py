@@ -26,7 +26,7 @@ from baichuan.config import preset
 from baichuan.infer.engine import Engine
 from baichuan.infer.sampling import SamplingParams
 from baichuan.model import build
-from peers import hf_llama
+from common import hf_llama
 
 
 def bandwidth(device) -> float:

@@ -45,7 +45,7 @@ from baichuan.eval.scoring import score
 from baichuan.model import build
 from baichuan.tokenizer import Tokenizer
 from baichuan.train.metrics import peak_flops
-from peers import hf_llama
+from common import hf_llama
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = {  # limit: questions per subject in the whole-split run (None: all); the comparison runs

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -27,24 +26,9 @@ from baichuan.config import preset
 from baichuan.model import build, lm_loss
 from baichuan.train.lora import add_lora
 from baichuan.train.parallel import parallelize
-from peers import hf_llama
+from common import hf_llama, timed
 
 HF_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def timed(step, steps, warmup, device) -> tuple[float, float | None]:
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
-    return (time.perf_counter() - t) / steps, peak
 
 
 def main() -> None:

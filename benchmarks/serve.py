@@ -30,7 +30,7 @@ from baichuan.config import GenerationConfig, preset
 from baichuan.infer.engine import Engine
 from baichuan.infer.server import ServerConfig, create_app
 from baichuan.model import build
-from peers import hf_llama
+from common import hf_llama
 
 
 class IdsAsText:

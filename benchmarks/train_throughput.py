@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ from baichuan.model import build, lm_loss
 from baichuan.train.metrics import peak_flops
 from baichuan.train.optim import build_optimizer
 from baichuan.train.parallel import parallelize
-from peers import hf_llama
+from common import hf_llama, timed
 
 SHAPES = {
     "small": dict(preset="small", seq_len=256, batch_size=16),
@@ -36,29 +35,15 @@ SHAPES = {
 
 def bench(name, model, step_fn, opt, device, tokens_per_step, flops_per_token, steps, warmup) -> dict:
     def one():
-        loss = step_fn()
-        loss.backward()
+        step_fn().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
 
-    for _ in range(warmup):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = one()
-    loss.item()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / steps
+    dt, peak_mem = timed(one, steps, warmup, device)
     tps = tokens_per_step / dt
     peak = peak_flops(device)
     return {"name": name, "tokens_per_s": tps, "step_ms": dt * 1e3,
-            "mfu": tps * flops_per_token / peak if peak else None,
-            "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None}
+            "mfu": tps * flops_per_token / peak if peak else None, "peak_mem_gb": peak_mem}
 
 
 def main() -> None:

@@ -1,8 +1,27 @@
-"""The peer the benchmarks compare against: HF transformers' LlamaForCausalLM of our shape."""
+"""What the benchmarks share: the peer they compare against (HF transformers' LlamaForCausalLM of
+our shape) and the timed training-step loop."""
 
 from __future__ import annotations
 
+import time
+
 import torch
+
+
+def timed(step, steps: int, warmup: int, device) -> tuple[float, float | None]:
+    """(seconds per call of `step` after `warmup` untimed calls, peak GB allocated on CUDA or None)."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
+    return (time.perf_counter() - t) / steps, peak
 
 
 def hf_llama(cfg, device, dtype=torch.float32, state: dict | None = None, max_len: int | None = None):
