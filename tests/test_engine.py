@@ -71,6 +71,26 @@ def test_decode_rows_eager_and_compiled():
     assert [compiled._row_count(n) for n in (1, 3, 5, 8)] == [1, 4, 8, 8]       # CPU: powers of two
 
 
+@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-7b"])
+def test_cpu_engine_stores_fp32_weights_column_major_with_equal_logits(arch, tmp_path):
+    from baichuan.checkpoint import load_pretrained, save_pretrained
+    model = small_model(arch).eval()
+    ids = torch.randint(3, 300, (2, 9))
+    with torch.no_grad():
+        before = model(ids)
+    Engine(model, max_batch=2, max_len=32)
+    linears = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)] + [model.lm_head.weight]
+    assert all(w.stride() == (1, w.shape[0]) for w in linears)        # [out, in] tensors, transposed in memory
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), before, rtol=1e-5, atol=1e-5)
+    save_pretrained(model, tmp_path / "m")                                # saved contiguous, loaded back equal
+    with torch.no_grad():
+        torch.testing.assert_close(load_pretrained(tmp_path / "m").eval()(ids), before, rtol=1e-5, atol=1e-5)
+    bf16 = small_model(arch).to(torch.bfloat16)                        # bf16 is slower column-major: untouched
+    Engine(bf16, max_batch=2, max_len=32)
+    assert all(m.weight.is_contiguous() for m in bf16.modules() if isinstance(m, torch.nn.Linear))
+
+
 def _compiled_code(fn, *args) -> str:
     from torch._inductor.utils import run_and_get_code
     torch._dynamo.reset()

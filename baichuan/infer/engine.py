@@ -58,6 +58,21 @@ class Request:
         return self.finish_reason is not None
 
 
+def column_major_weights(model: torch.nn.Module) -> None:
+    """Store each fp32 Linear weight on the CPU column-major (the same [out, in] tensor, its
+    transpose contiguous), in place. `F.linear` then hands MKL a plain [in, out] product, which
+    reads the weights 1.75x faster at batch 1 than the transposed product of the row-major
+    layout (the `small` preset's 21 matrices per token: 4.4 -> 2.5 ms) and 1.15x faster at 64
+    rows, with equal results. Values, shapes and saved files (written contiguous) are unchanged.
+    bf16 is the opposite (5x slower column-major): it stays as it is."""
+    with torch.no_grad():
+        for m in model.modules():
+            w = getattr(m, "weight", None)
+            if (isinstance(m, (torch.nn.Linear, NormHead)) and w.dtype == torch.float32 and w.device.type == "cpu"
+                    and w.dim() == 2 and w.is_contiguous() and w.shape[0] > 1):
+                w.data = w.data.t().contiguous().t()
+
+
 class Engine:
     def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
                  compile: bool = False, prefill_tokens: int = 4096):
@@ -76,6 +91,8 @@ class Engine:
         self.cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        if self.device.type == "cpu":
+            column_major_weights(model)
         self.compiled = compile
         self._decode = self._decode_rows
         if compile:
