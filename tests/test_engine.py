@@ -37,11 +37,12 @@ def test_concurrent_requests_equal_each_alone(arch, compile):
     assert engine.cache.lengths.tolist() == [0, 0, 0] and engine.busy == 0
 
 
-@pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
-def test_eager_decode_attends_over_the_filled_span_only(arch, monkeypatch):
+@pytest.mark.parametrize("arch,compile", [("baichuan-7b", False), ("baichuan2-13b", False),
+                                          ("baichuan-7b", True), ("baichuan2-13b", True)])
+def test_decode_attends_over_the_filled_span_only(arch, compile, monkeypatch):
     """Rows hold 10 and 50 prompt tokens in a 256-slot cache: the step attends over 64 slots, then
     128 once the longer row passes 64; the tokens equal greedy decoding by full forwards without a
-    cache (RoPE and ALiBi)."""
+    cache (RoPE and ALiBi). Compiled, one graph serves both spans: no recompile after warm_up."""
     model = small_model(arch)
     torch.manual_seed(5)
     prompts = [torch.randint(3, 300, (n,)).tolist() for n in (10, 50)]
@@ -53,13 +54,15 @@ def test_eager_decode_attends_over_the_filled_span_only(arch, monkeypatch):
             for _ in range(30):
                 ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
             alone.append(ids[len(p):])
-    engine = Engine(model, max_batch=2, max_len=256)
+    engine = Engine(model, max_batch=2, max_len=256, compile=compile)
+    engine.warm_up(greedy_only=True)
     spans = []
     real = engine._span
     monkeypatch.setattr(engine, "_span", lambda rows: spans.append(real(rows)) or spans[-1])
     reqs = [engine.submit(p, params) for p in prompts]
-    while not all(r.done for r in reqs):
-        engine.step()
+    with torch._dynamo.config.patch(error_on_recompile=compile):
+        while not all(r.done for r in reqs):
+            engine.step()
     assert [r.tokens for r in reqs] == alone
     assert sorted(set(spans)) == [64, 128]
 
@@ -99,13 +102,14 @@ def _compiled_code(fn, *args) -> str:
 
 
 def test_compiled_decode_writes_the_cache_in_place():
-    """A compiled step must not copy the KV cache: one layer of it has a size (here 3*4*37*16 =
-    7,104 elements) that appears in the generated code only if a kernel loops over all of it."""
+    """A compiled step must not copy the KV cache: one layer of it has a size (here 3*4*38*16 =
+    7,296 elements, 37 slots and a spare) that appears in the generated code only if a kernel
+    loops over all of it."""
     model = small_model("baichuan-7b")
     engine = Engine(model, max_batch=3, max_len=37, compile=True)
     layer = engine.cache.k[0]
     numel = str(layer.numel())
-    assert layer.numel() == 7104 and model.cfg.head_dim == 16
+    assert layer.numel() == 7296 and model.cfg.head_dim == 16
     # the detector works: writing into one layer selected from a stacked cache copies that layer
     stacked = torch.zeros(2, *layer.shape)
 
@@ -116,7 +120,7 @@ def test_compiled_decode_writes_the_cache_in_place():
     engine.cache.lengths.fill_(4)
     for rows in (1, 2, 3):  # fewer rows than the cache has, too (the CPU's row buckets)
         code = _compiled_code(engine._decode_rows, engine.last, engine.cache.k, engine.cache.v,
-                              engine.cache.lengths, rows, None, False)
+                              engine.cache.lengths, rows, None, False, engine._span_carrier(37))
         assert numel not in code, f"the compiled decode step over {rows} rows copies a whole cache layer"
 
 

@@ -30,16 +30,19 @@ def prompts_and_params():
 
 @pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
 def test_cuda_graph_decode_equals_eager_and_generate(arch):
+    """Spans 64 and 128 (a 60-token prompt passes 64): each a CUDA graph, recorded in warm_up."""
     model = small_model(arch).cuda()
     prompts, params = prompts_and_params()
+    prompts[3] = prompts[3] * 2
     alone = [list(generate_ids(model, p, q)) for p, q in zip(prompts, params)]
     results = {}
     for compiled in (False, True):
-        engine = Engine(model, max_batch=3, max_len=64, compile=compiled)
+        engine = Engine(model, max_batch=3, max_len=256, compile=compiled)
         engine.warm_up()
         reqs = [engine.submit(p, q) for p, q in zip(prompts, params)]
-        while not all(r.done for r in reqs):
-            engine.step()
+        with torch._dynamo.config.patch(error_on_recompile=compiled):
+            while not all(r.done for r in reqs):
+                engine.step()
         results[compiled] = [r.tokens for r in reqs]
         assert engine.cache.lengths.tolist() == [0, 0, 0]
     assert results[False] == alone
@@ -58,7 +61,7 @@ def test_cuda_graph_decode_step_never_syncs():
         for draws, penalty in ((None, False), (None, True), (uniform, True)):
             for _ in range(3):
                 tokens = engine._decode(engine.last, engine.cache.k, engine.cache.v, engine.cache.lengths, 4,
-                                        draws, penalty)
+                                        draws, penalty, engine._span_carrier(32))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert tokens.shape == (4,) and tokens.is_cuda

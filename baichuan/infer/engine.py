@@ -13,7 +13,9 @@ With `compile=True` the decode step (one token for every row, sampling included)
 torch.compile: on CUDA in "reduce-overhead" mode (CUDA graphs) over all `max_batch` rows, whose
 cache, lengths, last tokens and sampler state are fixed-address buffers, so a step replays one
 graph; on CPU over the active rows rounded up to a power of two (one compiled variant per size
-and sampling kind). Prefill stays eager (prompt lengths vary).
+and sampling kind). Either way a step attends over the slots the longest row fills, rounded up to
+64 times a power of two (a graph per span on CUDA, one compiled variant for all), not over whole
+rows. Prefill stays eager (prompt lengths vary).
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
@@ -81,8 +83,11 @@ class Engine:
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
-        self.cache = KVCache(model.cfg, max_batch, self.max_len, device=p.device,
+        # compiled, one spare slot: no span then covers the whole cache, a case (a contiguous view)
+        # dynamo would compile separately
+        self.cache = KVCache(model.cfg, max_batch, self.max_len + compile, device=p.device,
                              dtype=p.dtype if p.is_floating_point() else torch.bfloat16)
+        self._carriers: dict[int, torch.Tensor] = {}
         self.sampler = SamplerState(max_batch, model.cfg.vocab_size, p.device)
         self.last = torch.zeros(max_batch, dtype=torch.long, device=p.device)
         self.slots: list[Request | None] = [None] * max_batch
@@ -177,8 +182,8 @@ class Engine:
             return events
         hi = self._row_count(active[-1] + 1)
         uniform, penalty = self._draws(0, hi)
-        args = (self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty)
-        tokens = self._decode(*args) if self.compiled else self._decode(*args, span=self._span(hi))
+        tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty,
+                              self._span_carrier(self._span(hi)))
         tokens = tokens.tolist()  # the step's one host sync
         idle = [s for s in range(hi) if self.slots[s] is None]
         if idle:  # idle rows in the batch advanced too: keep them empty (one op, not a launch per row)
@@ -195,18 +200,34 @@ class Engine:
         return self.max_batch if self.device.type == "cuda" else min(self.max_batch, 1 << (active - 1).bit_length())
 
     def _span(self, rows: int) -> int:
-        """Slots the eager decode step attends over: what the longest of rows [0, rows) holds after
-        this step, rounded up to 64 (fewer shapes), not the whole row. A compiled step keeps
-        fixed shapes and attends over every slot."""
+        """Slots the decode step attends over: what the longest of rows [0, rows) holds after this
+        step, not the whole row (at serving defaults the cache outweighs the model). Rounded up to
+        64 eager; compiled, to one of `_spans()`, since each span is a CUDA graph of its own."""
         need = max(len(r.prompt) + len(r.tokens) for r in self.slots[:rows] if r is not None)
+        if self.compiled:
+            return next(s for s in self._spans() if s >= need)
         return min(self.max_len, -(-need // 64) * 64)
+
+    def _spans(self) -> list[int]:
+        """The compiled step's spans: 64 times a power of two, and the whole context."""
+        return [s for s in (64 << i for i in range(self.max_len.bit_length())) if s < self.max_len] + [self.max_len]
+
+    def _span_carrier(self, span: int) -> torch.Tensor:
+        """An empty [0, span] tensor that carries the span into the decode step as a size, which
+        dynamo keeps symbolic: one compiled graph serves every span (an int argument would be
+        specialized, one compile per span)."""
+        carrier = self._carriers.get(span)
+        if carrier is None:
+            carrier = self._carriers[span] = torch.empty(0, span, device=self.device)
+            torch._dynamo.maybe_mark_dynamic(carrier, 1)
+        return carrier
 
     @torch.inference_mode()
     def warm_up(self, greedy_only: bool = False) -> None:
         """Compile the decode step for every row count and sampling kind it will run with (only
-        greedy without repetition penalty when `greedy_only`), so no request waits for it. CUDA
-        graphs are recorded on a function's second call and replayed from the third: each variant
-        is called three times."""
+        greedy without repetition penalty when `greedy_only`), and run it at every span, so no
+        request waits for it. CUDA graphs are recorded per span on a function's second call and
+        replayed from the third: each variant is called three times."""
         if not self.compiled:
             return
         calls = 3 if self.device.type == "cuda" else 1
@@ -214,14 +235,17 @@ class Engine:
             kinds = ((None, False),) if greedy_only else \
                 ((None, False), (None, True), (torch.zeros(rows, device=self.device), True))
             for uniform, penalty in kinds:
-                for _ in range(calls):
-                    self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform, penalty)
+                for span in self._spans():
+                    for _ in range(calls):
+                        self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform,
+                                     penalty, self._span_carrier(span))
         self.cache.lengths.zero_()
 
-    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool, span: int | None = None):
-        """The decode step (compiled when asked): the next token of rows [0, rows), sampled on the
-        device, recorded as each row's last token and in its repetition-penalty history."""
-        cache = KVCache.view(k, v, lengths[:rows], 0, rows, span)
+    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool, span: torch.Tensor):
+        """The decode step (compiled when asked): the next token of rows [0, rows), attending over
+        the first `span.shape[1]` slots, sampled on the device, recorded as each row's last token
+        and in its repetition-penalty history."""
+        cache = KVCache.view(k, v, lengths[:rows], 0, rows, span.shape[1])
         logits = self.model(last[:rows, None], cache=cache)[:, -1]
         state = self.sampler.rows(0, rows)
         tokens = sample(logits, state, uniform, penalty)
