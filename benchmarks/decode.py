@@ -53,7 +53,8 @@ def sync(device):
 def ours(model, prompt, new, device, compile: bool) -> dict:
     engine = Engine(model, max_batch=1, max_len=len(prompt) + new + 1, compile=compile)
     params = SamplingParams(max_new_tokens=new, eos_token_ids=(-1,))
-    for _ in range(2):  # warm-up (and compilation)
+    engine.warm_up(greedy_only=True)  # compiles, and records a CUDA graph for every span the run will reach
+    for _ in range(2):
         list(engine.generate(prompt, SamplingParams(max_new_tokens=8, eos_token_ids=(-1,))))
     sync(device)
     times = []

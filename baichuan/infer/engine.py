@@ -109,6 +109,9 @@ class Engine:
                 # batch-1 matmuls become fused reductions (gpt-fast's setting), which reads int8 weights directly
                 from torch._inductor import config as inductor_config
                 inductor_config.coordinate_descent_tuning = True
+                # one graph per span is by design: warn only past that many
+                inductor_config.triton.cudagraph_dynamic_shape_warn_limit = max(
+                    inductor_config.triton.cudagraph_dynamic_shape_warn_limit or 0, len(self._spans()))
                 for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
             # one graph per row count and sampling kind (greedy / penalty / sampled): past dynamo's
