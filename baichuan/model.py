@@ -293,6 +293,7 @@ class Baichuan(nn.Module):
         self.model = BaichuanModel(cfg)
         self.lm_head = (NormHead(cfg.hidden_size, cfg.vocab_size) if cfg.norm_head
                         else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False))
+        self.chunk_loss = _chunk_loss  # training compiles it from outside (train/parallel.py)
 
     def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None, segments=None,
                 targets=None):
@@ -305,7 +306,7 @@ class Baichuan(nn.Module):
         if targets is None:
             return self.lm_head(hidden)
         weight = self.lm_head.effective_weight() if isinstance(self.lm_head, NormHead) else self.lm_head.weight
-        return chunked_lm_loss(hidden, weight, targets, self.cfg.z_loss_weight)
+        return chunked_lm_loss(hidden, weight, targets, self.cfg.z_loss_weight, chunk_fn=self.chunk_loss)
 
     @torch.no_grad()
     def init_weights(self):
@@ -344,21 +345,23 @@ def _chunk_loss(h, weight, targets, z_loss_weight, ignore_index):
 
 
 def chunked_lm_loss(hidden, weight, targets, z_loss_weight: float = 0.0, ignore_index: int = -100,
-                    chunk_tokens: int = 4096, direct_limit: int = 1 << 28):
+                    chunk_tokens: int = 4096, direct_limit: int = 1 << 28, chunk_fn=None):
     """lm_loss(hidden @ weight.T, targets) over chunks of positions, each recomputed in backward
     (activation checkpointing), so the [tokens, vocab] fp32 logits never exist at once: at 125,696
     vocab and 8k tokens they would take 4 GB, plus as much again for their gradient. Below
-    `direct_limit` logits it computes them in one go (small models: the recompute would cost more)."""
+    `direct_limit` logits it computes them in one go (small models: the recompute would cost more).
+    `chunk_fn` computes one chunk (default `_chunk_loss`; training passes a compiled copy)."""
+    _chunk = chunk_fn or _chunk_loss
     h = hidden.reshape(-1, hidden.shape[-1])
     t = targets.reshape(-1)
     if h.shape[0] * weight.shape[0] <= direct_limit:  # logits under 1 GB in fp32: recomputing costs more than it saves
-        ce, z = _chunk_loss(h, weight, t, z_loss_weight, ignore_index)
+        ce, z = _chunk(h, weight, t, z_loss_weight, ignore_index)
         loss = ce / (t != ignore_index).sum().clamp(min=1)
         return loss + z_loss_weight * z / t.numel() if z_loss_weight else loss
     ce_sum = h.new_zeros((), dtype=torch.float32)
     z_sum = h.new_zeros((), dtype=torch.float32)
     for i in range(0, h.shape[0], chunk_tokens):
-        ce, z = checkpoint(_chunk_loss, h[i:i + chunk_tokens], weight, t[i:i + chunk_tokens], z_loss_weight,
+        ce, z = checkpoint(_chunk, h[i:i + chunk_tokens], weight, t[i:i + chunk_tokens], z_loss_weight,
                            ignore_index, use_reentrant=False)
         ce_sum, z_sum = ce_sum + ce, z_sum + z
     loss = ce_sum / (t != ignore_index).sum().clamp(min=1)

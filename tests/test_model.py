@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from baichuan.config import preset
 from baichuan.model import KVCache, alibi_slopes, build, lm_loss
+from baichuan.train.parallel import parallelize
 
 transformers = pytest.importorskip("transformers")
 
@@ -287,25 +288,30 @@ def test_packed_segments_equal_separate_sequences(arch):
 @pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-13b"])
 def test_loss_from_targets_equals_full_logits_loss_and_gradients(arch):
     """model(x, targets=y) computes lm_loss in chunks without all logits at once: same value,
-    same gradients (NormHead trained through its normalization, z-loss included)."""
+    same gradients (NormHead trained through its normalization, z-loss included), and so does
+    training's compiled path (blocks and loss chunks)."""
     import baichuan.model as bm
     ids = torch.randint(0, 300, (3, 21))
     targets = torch.randint(0, 300, (3, 21))
     targets[0, :5] = -100
     grads = {}
-    for mode in ("full", "chunked"):
+    for mode in ("full", "chunked", "compiled"):
         model = small_model(arch, z_loss_weight=1e-3).train()
+        if mode == "compiled":  # as training compiles it: the blocks and each loss chunk
+            parallelize(model, world_size=1, compile=True)
+            assert model.chunk_loss is not bm._chunk_loss
         if mode == "full":
             loss = lm_loss(model(ids), targets, 1e-3)
         else:
             original = bm.chunked_lm_loss.__defaults__
-            bm.chunked_lm_loss.__defaults__ = (0.0, -100, 8, 0)  # many small chunks, always chunked
+            bm.chunked_lm_loss.__defaults__ = (0.0, -100, 8, 0, None)  # many small chunks, always chunked
             try:
                 loss = model(ids, targets=targets)
             finally:
                 bm.chunked_lm_loss.__defaults__ = original
         loss.backward()
         grads[mode] = (loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()})
-    assert grads["full"][0] == pytest.approx(grads["chunked"][0], rel=1e-5)
-    for n, g in grads["full"][1].items():
-        assert torch.allclose(g, grads["chunked"][1][n], atol=1e-6, rtol=1e-4), n
+    for mode in ("chunked", "compiled"):
+        assert grads["full"][0] == pytest.approx(grads[mode][0], rel=1e-5)
+        for n, g in grads["full"][1].items():
+            assert torch.allclose(g, grads[mode][1][n], atol=1e-6, rtol=1e-4), (mode, n)

@@ -1,5 +1,6 @@
 """Everything applied to a model from outside model.py for training, in torchtitan's order:
-activation checkpointing -> torch.compile per block -> FSDP2 (`fully_shard`) per block, then root.
+activation checkpointing -> torch.compile per block (and the loss) -> FSDP2 (`fully_shard`) per
+block, then root.
 
 Both wrappers keep parameter names, so state dicts stay in the released tensor names.
 """
@@ -48,6 +49,11 @@ def parallelize(model: Baichuan, *, world_size: int, compile: bool = False, acti
             _checkpointed(block)
         if compile:
             block.compile()
+    if compile:
+        # the LM head and cross-entropy of a loss chunk as one graph: the bf16 logits are read once
+        # by fused kernels, not cast to an fp32 copy and read again by each eager op (torchtitan
+        # compiles its loss too)
+        model.chunk_loss = torch.compile(model.chunk_loss)
     if world_size > 1:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
