@@ -69,6 +69,11 @@ def main() -> None:
     print(f"{device} | {cfg.describe()} | batch {bs} x {seq} | {fpt / 1e9:.2f} GFLOP/token")
     rows = []
 
+    def save():  # after every row: a run stopped by a time limit keeps what it measured
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"device": str(device), "shape": cfg.describe(), "seq_len": seq,
+                                              "batch_size": bs, "rows": rows}, indent=1) + "\n")
+
     variants = [("hf eager", False)] if not args.skip_hf_eager else []
     variants += [("hf compiled", True)] if device.type == "cuda" else []
     for name, compiled in variants:
@@ -83,6 +88,7 @@ def main() -> None:
             return lm_loss(logits, targets)
         rows.append(bench(name, model, hf_step, opt, device, tokens, fpt, steps, warmup))
         print(rows[-1])
+        save()
         del model, opt, forward, hf_step  # hf_step's default argument holds the model too
         gc.collect()
         torch._dynamo.reset()
@@ -100,15 +106,13 @@ def main() -> None:
     ours = bench("baichuan", model, our_step, opt, device, tokens, fpt, steps, warmup)
     rows.append(ours)
     print(ours)
+    save()
 
     print("\n| implementation | tokens/s | MFU | peak GB | ours / this |\n|---|---:|---:|---:|---:|")
     for r in rows:
         mfu = f"{r['mfu'] * 100:.1f}%" if r["mfu"] else "-"
         mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] else "-"
         print(f"| {r['name']} | {r['tokens_per_s']:,.0f} | {mfu} | {mem} | {ours['tokens_per_s'] / r['tokens_per_s']:.2f}x |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"device": str(device), "shape": cfg.describe(), "seq_len": seq,
-                                          "batch_size": bs, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
