@@ -232,8 +232,9 @@ def write_weights(folder: Path, state: dict[str, torch.Tensor], dtypes: dict[str
 
 
 def write_generation_config(folder: Path, cfg, gen: GenerationConfig | None = None) -> None:
+    """Baichuan 2's defaults; max_new_tokens at most half the context (2048 of 4096 there)."""
     gen = gen or GenerationConfig(pad_token_id=cfg.pad_token_id, bos_token_id=cfg.bos_token_id,
-                                  eos_token_id=cfg.eos_token_id)
+                                  eos_token_id=cfg.eos_token_id, max_new_tokens=min(2048, cfg.max_len // 2))
     _write_json(folder / "generation_config.json", gen.to_dict())
 
 

@@ -14,6 +14,7 @@ the traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -68,6 +69,9 @@ def cmd_chat(args) -> None:
     from baichuan.tokenizer import build_chat_input, chat_template_for
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
     params = _sampling(args, args.model)
+    if args.max_new_tokens is None and params.max_new_tokens > model.cfg.max_len // 2:
+        # the default (Baichuan 2's 2048) must leave room for the conversation in a short context
+        params = dataclasses.replace(params, max_new_tokens=model.cfg.max_len // 2)
     template = args.template or chat_template_for(tok)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     interactive = sys.stdin.isatty()

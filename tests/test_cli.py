@@ -75,6 +75,22 @@ def test_chat_answers_each_turn(tiny_model_dir, capsys, monkeypatch):
     assert len(out.splitlines()) == 2
 
 
+def test_chat_default_length_fits_a_short_context(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """Directories written here default to half the context; a released generation_config.json
+    (2048 new tokens) on a short-context model still chats, with the reply capped at half."""
+    import json
+    import shutil
+    from baichuan.config import load_config
+    max_len = load_config(tiny_model_dir).max_len
+    gen = json.loads((tiny_model_dir / "generation_config.json").read_text())
+    assert gen["max_new_tokens"] == min(2048, max_len // 2) < 2048
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    (model / "generation_config.json").write_text(json.dumps({**gen, "max_new_tokens": 2048}))
+    code, out, err = run(["chat", str(model), "--greedy"], capsys, stdin="你好\n/exit\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert out.count("\n") == 1  # one reply (random text may hold other line-breaking characters)
+
+
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_quantize_then_generate_and_eval(tiny_model_dir, tmp_path, capsys, mode):
     out = tmp_path / f"q-{mode}"

@@ -36,8 +36,8 @@ class Server:
         self.tok = Tokenizer.load(model_dir)
         self.engine = Engine(self.model, max_batch=cfg.pop("max_batch", 4), max_len=256)
         index = cfg.pop("index", None)
+        gen = cfg.pop("gen", None) or GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
         self.cfg = ServerConfig(model_name="tiny", api_key=KEY, **cfg)
-        gen = GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
         app = create_app(self.engine, self.tok, gen, self.cfg, index=index)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -206,6 +206,20 @@ def test_100_concurrent_streams_with_bad_requests(server):
     assert all(code in (400, 404) for code in results[100:])
     assert server.engine.busy == 0
     assert rss() - base < 50 * 1024 ** 2, (rss() - base) / 1e6
+
+
+def test_requests_without_max_tokens_fit_the_context(tiny_model_dir):
+    """Baichuan 2's default of 2048 new tokens against a 256-token context: a request that sets no
+    max_tokens still gets a reply, of at most half the context (a chat) or what the prompt leaves."""
+    s = Server(tiny_model_dir, gen=GenerationConfig(do_sample=False, repetition_penalty=1.0))
+    try:
+        c = client(s)
+        r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "你好"}])
+        assert 0 < r.usage.completion_tokens <= 128
+        r = c.completions.create(model="tiny", prompt=list(range(3, 203)))
+        assert r.usage.prompt_tokens == 200 and 0 < r.usage.completion_tokens <= 56
+    finally:
+        s.close()
 
 
 def test_completions_accept_token_ids(server):

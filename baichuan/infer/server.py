@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from baichuan.errors import BaichuanError
@@ -65,7 +65,9 @@ def _number(body: dict, name: str, kind, lo, hi, default):
     return kind(v)
 
 
-def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int) -> SamplingParams:
+def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len: int) -> SamplingParams:
+    """A request's sampling settings. Without max_tokens: the model's default (Baichuan 2's 2048),
+    at most half the context, so a model with a short context still takes a prompt."""
     stop = body.get("stop") or []
     if isinstance(stop, str):
         stop = [stop]
@@ -76,7 +78,7 @@ def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int) -> Samp
     temperature = _number(body, "temperature", float, 0, 2, gen_defaults.temperature if gen_defaults.do_sample else 0)
     max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
     max_new = _number({"max_tokens": max_tokens}, "max_tokens", int, 1, cfg.max_new_tokens,
-                      min(gen_defaults.max_new_tokens, cfg.max_new_tokens))
+                      min(gen_defaults.max_new_tokens, cfg.max_new_tokens, max(1, max_len // 2)))
     return SamplingParams(
         max_new_tokens=max_new, do_sample=temperature > 0, temperature=temperature or 1.0,
         top_p=_number(body, "top_p", float, 1e-6, 1, gen_defaults.top_p if gen_defaults.do_sample else 1.0),
@@ -253,7 +255,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
 
     async def complete(request: Request, chat: bool):
         body = await read_body(request)
-        params = sampling_from(body, gen_defaults, cfg, tokenizer.eos_id)
+        params = sampling_from(body, gen_defaults, cfg, tokenizer.eos_id, max_len)
         if chat:
             prompt = chat_prompt(tokenizer, body, params.max_new_tokens, max_len)
         else:
@@ -266,6 +268,9 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                 prompt = tokenizer.encode(text)
             else:
                 raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
+            if body.get("max_tokens", body.get("max_completion_tokens")) is None and len(prompt) < max_len:
+                # no max_tokens asked for: a long prompt gets what is left of the context
+                params = replace(params, max_new_tokens=min(params.max_new_tokens, max_len - len(prompt)))
         req, queue = admit(prompt, params, asyncio.get_running_loop())
         rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         created = int(time.time())
@@ -326,7 +331,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise ApiError(400, f"'question' is {len(question)} characters; the limit is {cfg.max_question_chars}",
                            param="question", code="context_length_exceeded")
         top_k = _number(body, "passages", int, 1, 20, 5)
-        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg, tokenizer.eos_id)
+        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg, tokenizer.eos_id, max_len)
         try:
             prepared = await asyncio.to_thread(prepare, question, index, tokenizer, top_k=top_k,
                                                max_new_tokens=params.max_new_tokens, max_len=max_len)
