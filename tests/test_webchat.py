@@ -40,6 +40,12 @@ def send(pg, text):
     pg.press("#input", "Enter")
 
 
+def test_reply_length_defaults_to_half_the_context(page):
+    pg, server = page   # the page asks 512 tokens by default; the server's context is 256
+    pg.wait_for_function("document.getElementById('max_tokens').value === '128'", timeout=10000)
+    assert pg.get_attribute("#max_tokens", "max") == "255"
+
+
 def test_multi_turn_chat_streams_replies(page):
     pg, server = page
     pg.fill("#max_tokens", "12")

@@ -371,7 +371,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": cfg.model_name, "busy": engine.busy, "index": index is not None}
+        return {"status": "ok", "model": cfg.model_name, "busy": engine.busy, "index": index is not None,
+                "context_length": max_len}
 
     @app.get("/metrics")
     async def metrics():
