@@ -72,6 +72,9 @@ def test_decode_rows_eager_and_compiled():
     eager, compiled = Engine(model, max_batch=8, max_len=32), Engine(model, max_batch=8, max_len=32, compile=True)
     assert [eager._row_count(n) for n in (1, 3, 5, 8)] == [1, 3, 5, 8]          # the active rows only
     assert [compiled._row_count(n) for n in (1, 3, 5, 8)] == [1, 4, 8, 8]       # CPU: powers of two
+    # the spans CUDA graphs are recorded for: multiples of 64, the last one past the context
+    assert Engine(model, max_batch=1, max_len=392, compile=True)._spans() == [64, 128, 256, 448]
+    assert compiled._spans() == [64] and compiled.cache.k[0].shape[2] == 65
 
 
 @pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-7b"])
@@ -102,14 +105,14 @@ def _compiled_code(fn, *args) -> str:
 
 
 def test_compiled_decode_writes_the_cache_in_place():
-    """A compiled step must not copy the KV cache: one layer of it has a size (here 3*4*38*16 =
-    7,296 elements, 37 slots and a spare) that appears in the generated code only if a kernel
-    loops over all of it."""
+    """A compiled step must not copy the KV cache: one layer of it has a size (here 3*4*65*16 =
+    12,480 elements: 37 slots rounded up to 64, and a spare) that appears in the generated code
+    only if a kernel loops over all of it."""
     model = small_model("baichuan-7b")
     engine = Engine(model, max_batch=3, max_len=37, compile=True)
     layer = engine.cache.k[0]
     numel = str(layer.numel())
-    assert layer.numel() == 7296 and model.cfg.head_dim == 16
+    assert layer.numel() == 12480 and model.cfg.head_dim == 16
     # the detector works: writing into one layer selected from a stacked cache copies that layer
     stacked = torch.zeros(2, *layer.shape)
 
@@ -120,7 +123,7 @@ def test_compiled_decode_writes_the_cache_in_place():
     engine.cache.lengths.fill_(4)
     for rows in (1, 2, 3):  # fewer rows than the cache has, too (the CPU's row buckets)
         code = _compiled_code(engine._decode_rows, engine.last, engine.cache.k, engine.cache.v,
-                              engine.cache.lengths, rows, None, False, engine._span_carrier(37))
+                              engine.cache.lengths, rows, None, False, engine._span_carrier(64))
         assert numel not in code, f"the compiled decode step over {rows} rows copies a whole cache layer"
 
 

@@ -14,8 +14,11 @@ torch.compile: on CUDA in "reduce-overhead" mode (CUDA graphs) over all `max_bat
 cache, lengths, last tokens and sampler state are fixed-address buffers, so a step replays one
 graph; on CPU over the active rows rounded up to a power of two (one compiled variant per size
 and sampling kind). Either way a step attends over the slots the longest row fills, rounded up to
-64 times a power of two (a graph per span on CUDA, one compiled variant for all), not over whole
-rows. Prefill stays eager (prompt lengths vary).
+64 (on CUDA to 64 times a power of two: a graph per span), not over whole rows. Prefill stays
+eager (prompt lengths vary).
+
+On a CPU the engine stores the model's fp32 Linear weights column-major (`column_major_weights`),
+in place: the model computes the same, but a later cast to bf16 on the CPU keeps the layout.
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
@@ -66,13 +69,18 @@ def column_major_weights(model: torch.nn.Module) -> None:
     reads the weights 1.75x faster at batch 1 than the transposed product of the row-major
     layout (the `small` preset's 21 matrices per token: 4.4 -> 2.5 ms) and 1.15x faster at 64
     rows, with equal results. Values, shapes and saved files (written contiguous) are unchanged.
-    bf16 is the opposite (5x slower column-major): it stays as it is."""
+    bf16 is the opposite (5x slower column-major): it stays as it is, but a model cast to bf16
+    after this keeps the column-major strides (cast a fresh copy instead)."""
     with torch.no_grad():
         for m in model.modules():
             w = getattr(m, "weight", None)
             if (isinstance(m, (torch.nn.Linear, NormHead)) and w.dtype == torch.float32 and w.device.type == "cpu"
                     and w.dim() == 2 and w.is_contiguous() and w.shape[0] > 1):
                 w.data = w.data.t().contiguous().t()
+
+
+def _round64(n: int) -> int:
+    return -(-n // 64) * 64
 
 
 class Engine:
@@ -83,9 +91,11 @@ class Engine:
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
-        # compiled, one spare slot: no span then covers the whole cache, a case (a contiguous view)
-        # dynamo would compile separately
-        self.cache = KVCache(model.cfg, max_batch, self.max_len + compile, device=p.device,
+        # compiled, every span is a multiple of 64 (a guard on a size's alignment holds for all of
+        # them) and a spare slot follows the longest: a span over the whole cache would be a
+        # contiguous view, a case dynamo compiles separately
+        slots = _round64(self.max_len) + 1 if compile else self.max_len
+        self.cache = KVCache(model.cfg, max_batch, slots, device=p.device,
                              dtype=p.dtype if p.is_floating_point() else torch.bfloat16)
         self._carriers: dict[int, torch.Tensor] = {}
         self.sampler = SamplerState(max_batch, model.cfg.vocab_size, p.device)
@@ -109,9 +119,9 @@ class Engine:
                 # batch-1 matmuls become fused reductions (gpt-fast's setting), which reads int8 weights directly
                 from torch._inductor import config as inductor_config
                 inductor_config.coordinate_descent_tuning = True
-                # one graph per span is by design: warn only past that many
-                inductor_config.triton.cudagraph_dynamic_shape_warn_limit = max(
-                    inductor_config.triton.cudagraph_dynamic_shape_warn_limit or 0, len(self._spans()))
+                limit = inductor_config.triton.cudagraph_dynamic_shape_warn_limit
+                if limit is not None:  # one graph per span is by design: warn only past that many
+                    inductor_config.triton.cudagraph_dynamic_shape_warn_limit = max(limit, len(self._spans()))
                 for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
             # one graph per row count and sampling kind (greedy / penalty / sampled): past dynamo's
@@ -204,16 +214,17 @@ class Engine:
 
     def _span(self, rows: int) -> int:
         """Slots the decode step attends over: what the longest of rows [0, rows) holds after this
-        step, not the whole row (at serving defaults the cache outweighs the model). Rounded up to
-        64 eager; compiled, to one of `_spans()`, since each span is a CUDA graph of its own."""
+        step, not the whole row (at serving defaults the cache outweighs the model), rounded up to
+        64; with CUDA graphs, to one of `_spans()`, since each span is a graph of its own."""
         need = max(len(r.prompt) + len(r.tokens) for r in self.slots[:rows] if r is not None)
-        if self.compiled:
+        if self.compiled and self.device.type == "cuda":
             return next(s for s in self._spans() if s >= need)
-        return min(self.max_len, -(-need // 64) * 64)
+        return _round64(need) if self.compiled else min(self.max_len, _round64(need))
 
     def _spans(self) -> list[int]:
-        """The compiled step's spans: 64 times a power of two, and the whole context."""
-        return [s for s in (64 << i for i in range(self.max_len.bit_length())) if s < self.max_len] + [self.max_len]
+        """The CUDA graphs' spans: 64 times a power of two, up to the context rounded up to 64."""
+        top = _round64(self.max_len)
+        return [s for s in (64 << i for i in range(top.bit_length())) if s < top] + [top]
 
     def _span_carrier(self, span: int) -> torch.Tensor:
         """An empty [0, span] tensor that carries the span into the decode step as a size, which
@@ -242,7 +253,7 @@ class Engine:
                     for _ in range(calls):
                         self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform,
                                      penalty, self._span_carrier(span))
-        self.cache.lengths.zero_()
+                    self.cache.lengths.zero_()  # each call advanced every row by one slot
 
     def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool, span: torch.Tensor):
         """The decode step (compiled when asked): the next token of rows [0, rows), attending over
