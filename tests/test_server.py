@@ -96,6 +96,13 @@ def test_streaming_matches_non_streaming(server):
     streamed = list(c.completions.create(model="tiny", prompt="子曰：", max_tokens=5, stream=True))
     assert "".join(ch.choices[0].text for ch in streamed) == \
         c.completions.create(model="tiny", prompt="子曰：", max_tokens=5).choices[0].text
+    # usage on request: one last chunk with no choices, counting the streamed tokens
+    counted = list(c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, stream=True,
+                                             stream_options={"include_usage": True}))
+    assert counted[-1].choices == [] and counted[-1].usage.prompt_tokens > 0
+    assert counted[-1].usage.completion_tokens == \
+        c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12).usage.completion_tokens
+    assert all(ch.usage is None for ch in counted[:-1])
 
 
 def test_stop_strings(server):
@@ -165,6 +172,25 @@ def test_disconnect_cancels_the_request(server):
             break
         time.sleep(0.05)
     assert server.cfg.stats["cancelled"] > before and server.engine.busy == 0
+
+
+def test_disconnect_cancels_a_non_streaming_request(server, monkeypatch):
+    step = server.engine.step
+
+    def slow_step():  # a big model's pace: 64 tokens take ~2 s, the client gives up after 0.5 s
+        time.sleep(0.03)
+        return step()
+    monkeypatch.setattr(server.engine, "step", slow_step)
+    before = dict(server.cfg.stats)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=0.5,
+                   json={"prompt": "床前明月光", "max_tokens": 64, "stop": ["impossible-stop"]})
+    for _ in range(100):
+        if server.cfg.stats["cancelled"] > before["cancelled"] and server.engine.busy == 0:
+            break
+        time.sleep(0.05)
+    assert server.cfg.stats["cancelled"] > before["cancelled"] and server.engine.busy == 0
+    assert server.cfg.stats["completion_tokens"] - before["completion_tokens"] < 64
 
 
 def rss() -> int:

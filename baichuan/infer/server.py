@@ -162,8 +162,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     async def api_error(_, e: ApiError):
         return JSONResponse(e.body(), status_code=e.status)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
+    def refusal(request: Request) -> JSONResponse | None:
         if request.url.path.startswith("/v1") and cfg.api_key:
             given = request.headers.get("authorization", "")
             if not secrets.compare_digest(given.encode(), f"Bearer {cfg.api_key}".encode()):
@@ -171,7 +170,20 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         length = request.headers.get("content-length")
         if length and (not length.isdigit() or int(length) > cfg.max_body_bytes):
             return JSONResponse(ApiError(413, f"request body over {cfg.max_body_bytes} bytes").body(), 413)
-        return await call_next(request)
+        return None
+
+    class Guard:
+        """The API key and body size, checked as plain ASGI: Starlette's `@app.middleware` wraps
+        `receive`, and endpoints behind it never see a client hang up."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            response = refusal(Request(scope)) if scope["type"] == "http" else None
+            await (response(scope, receive, send) if response else self.inner(scope, receive, send))
+
+    app.add_middleware(Guard)
 
     async def read_body(request: Request) -> dict:
         raw = await request.body()
@@ -212,14 +224,20 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         """Text deltas as tokens arrive (decoded incrementally, stop strings honored), then the
         finish reason. Cancels the request if the client disconnects."""
         text, finish = TextStream(tokenizer, params.stop), None
+        checked = time.monotonic()
         try:
             while finish is None:
                 try:
                     tok = await asyncio.wait_for(queue.get(), timeout=1.0)
                 except asyncio.TimeoutError:
+                    tok = False
+                # a non-streaming client that hangs up is seen only by asking (tokens may never pause)
+                if tok is False or time.monotonic() - checked > 0.5:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         raise asyncio.CancelledError from None
-                    continue
+                    if tok is False:
+                        continue
                 # a client that fell behind takes every token already here as one delta
                 toks = [tok]
                 while toks[-1] is not None and not queue.empty():
@@ -285,12 +303,19 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                     "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
 
         if body.get("stream"):
+            options = body.get("stream_options") or {}
+            if not isinstance(options, dict):
+                raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+
             async def events():
                 first = True
                 async for delta, finish in pieces(request, req, queue, params):
                     if delta or finish or first:
                         yield f"data: {json.dumps(chunk(delta, finish, first), ensure_ascii=False)}\n\n"
                         first = False
+                if options.get("include_usage"):  # OpenAI's last chunk: no choices, the request's usage
+                    last = {**chunk("", None), "choices": [], "usage": usage(prompt, req)}
+                    yield f"data: {json.dumps(last)}\n\n"
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
