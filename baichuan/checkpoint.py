@@ -26,7 +26,7 @@ import torch
 
 from baichuan import hf
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
-from baichuan.data.writers import replace_dir
+from baichuan.data.writers import plain_mode, replace_dir
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan, build
 
@@ -122,6 +122,17 @@ def load_weights(model: Baichuan, model_dir: str | Path) -> None:
                             f"first: {missing[0]!r}")
 
 
+def checked_device(device) -> torch.device:
+    """`device` as a torch.device, refused in one line when this machine cannot use it."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BaichuanError(f"device {device!r}: not a device name (cpu, cuda, cuda:1, mps, ...)") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise BaichuanError(f"device {device!r}: this machine or this torch build has no CUDA device")
+    return d
+
+
 def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | None = None,
                     **config_overrides) -> Baichuan:
     """A model directory (ours or a Baichuan release) -> model in eval mode on `device`.
@@ -142,7 +153,7 @@ def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | No
                             "bitsandbytes-quantized release, which cannot be loaded; load the bf16 model")
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
-    device = torch.device(device)
+    device = checked_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = build(cfg, device=device, dtype=dtype, init=False)
@@ -210,6 +221,7 @@ def write_shard(folder: Path, fname: str, tensors: dict[str, torch.Tensor], weig
     """One safetensors shard; records its tensors in `weight_map` and returns its bytes."""
     from safetensors.torch import save_file
     save_file({n: t.contiguous() for n, t in tensors.items()}, str(folder / fname), metadata={"format": "pt"})
+    plain_mode(folder / fname)
     weight_map.update(dict.fromkeys(tensors, fname))
     return sum(t.numel() * t.element_size() for t in tensors.values())
 

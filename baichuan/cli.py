@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from baichuan.errors import BaichuanError
+from baichuan.errors import BaichuanError, bounded
 
 
 def _device(name: str | None) -> str:
@@ -59,7 +59,11 @@ def cmd_generate(args) -> None:
     from baichuan.generate import stream_text
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
     params = _sampling(args, args.model)
-    for piece in stream_text(model, tok, tok.encode(args.prompt), params):
+    ids = tok.encode(args.prompt)
+    room = model.cfg.max_len - len(ids)
+    if args.max_new_tokens and args.max_new_tokens > room > 0:
+        print(f"note: the {model.cfg.max_len}-token context leaves room for {room} new tokens", file=sys.stderr)
+    for piece in stream_text(model, tok, ids, params):
         print(piece, end="", flush=True)
     print()
 
@@ -104,6 +108,8 @@ def cmd_chat(args) -> None:
 def cmd_info(args) -> None:
     from baichuan.checkpoint import weight_files
     from baichuan.config import load_config, load_generation_config
+    if not Path(args.model).is_dir():
+        raise BaichuanError(f"{args.model}: not a model directory")
     cfg = load_config(args.model)
     files = weight_files(Path(args.model))
     print(cfg.describe())
@@ -204,6 +210,8 @@ def cmd_quantize(args) -> None:
     from baichuan.config import load_config
     from baichuan.quant import default_out_dir, quantize_dir
     group = args.group_size
+    if args.mode == "int8" and group is not None:
+        raise BaichuanError("--group-size is for int4; int8 has one scale per output channel")
     if args.mode == "int4" and group is None:  # the largest group that divides every layer's inputs
         cfg = load_config(args.model)
         group = next((g for g in (128, 64, 32) if cfg.hidden_size % g == 0 and cfg.intermediate_size % g == 0), 128)
@@ -337,11 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="OpenAI-compatible API and web chat for a model directory")
     p.add_argument("model")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8000)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set BAICHUAN_API_KEY)")
-    p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (KV cache rows)")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond that; more get 503")
-    p.add_argument("--max-len", type=int, help="context per request (default: the model's)")
+    p.add_argument("--max-batch", type=bounded(int, 1), default=8, help="requests decoded together (KV cache rows)")
+    p.add_argument("--max-queue", type=bounded(int, 0), default=64, help="requests waiting beyond that; more get 503")
+    p.add_argument("--max-len", type=bounded(int, 2), help="context per request (default: the model's)")
     p.add_argument("--name", help="model id in the API (default: the directory name)")
     p.add_argument("--compile", action="store_true", help="compile the decode step (CUDA graphs on GPUs); "
                                                           "compiled before serving starts")
@@ -395,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

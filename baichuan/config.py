@@ -244,6 +244,12 @@ def load_generation_config(model_dir: str | Path) -> GenerationConfig:
     if not file.exists():
         return GenerationConfig(max_new_tokens=64, do_sample=False, repetition_penalty=1.0)
     try:
-        return GenerationConfig.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        gen = GenerationConfig.from_dict(json.loads(file.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError) as e:
         raise BaichuanError(f"{file}: invalid generation config ({e})") from None
+    for f in dataclasses.fields(GenerationConfig):
+        value, kind = getattr(gen, f.name), {"int": int, "float": (int, float), "bool": bool}.get(f.type)
+        if kind and (not isinstance(value, kind) or (isinstance(value, bool) and f.type != "bool")):
+            raise BaichuanError(f"{file}: field {f.name!r} must be {'a number' if f.type == 'float' else f.type}, "
+                                f"got {value!r}")
+    return gen

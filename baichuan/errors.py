@@ -7,3 +7,20 @@ and keeps its traceback.
 
 class BaichuanError(Exception):
     """A user-facing error: the message names the file, line or field that is wrong."""
+
+
+def bounded(kind=int, lo=None, hi=None):
+    """An argparse `type` that parses `kind` and keeps it within [lo, hi], so a nonsensical option
+    value is refused with one line naming the option rather than doing something odd."""
+    def parse(text: str):
+        import argparse
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f"between {lo} and {hi}" if lo is not None and hi is not None else \
+                (f"at least {lo}" if lo is not None else f"at most {hi}")
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+    return parse

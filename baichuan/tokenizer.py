@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -222,10 +221,9 @@ def _json_bytes(obj: dict) -> bytes:
 def _atomic_write(path: Path, data: bytes) -> None:
     # Temp file in the same directory, then os.replace: a crash never leaves a half-written file
     # under the real name (a truncated tokenizer.model would load as a different vocabulary).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

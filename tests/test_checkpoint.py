@@ -266,3 +266,14 @@ def test_loading_streams_one_shard_at_a_time(tmp_path):
     growth = peak - base
     print(f"load grew RSS by {growth / 1e6:.0f} MB for a {model_bytes / 1e6:.0f} MB model")
     assert growth < 1.5 * model_bytes, (growth / 1e6, model_bytes / 1e6)
+
+
+def test_exported_files_have_the_umask_mode(tiny_model_dir):
+    """safetensors creates its files private (0600); an export must be readable by whoever the
+    umask allows (a server's account, a team), like every other file it writes."""
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in tiny_model_dir.iterdir() if f.is_file()}
+    assert any(n.endswith(".safetensors") for n in modes) and "tokenizer.model" in modes
+    assert all(mode == 0o666 & ~mask for mode in modes.values()), modes

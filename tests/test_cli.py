@@ -104,3 +104,33 @@ def test_quantize_then_generate_and_eval(tiny_model_dir, tmp_path, capsys, mode)
                            capsys)
     assert code == 0, err
     assert "bits" in table.lower() or "bpb" in table.lower()
+
+
+def test_nonsensical_options_and_files_get_one_line(tiny_model_dir, tmp_path, capsys):
+    """Found by a newcomer QA pass: each of these used to run wrongly, hang or print a traceback."""
+    import json
+    import shutil
+    import torch
+    m = str(tiny_model_dir)
+    cases = [
+        (["quantize", m, "--mode", "int8", "--out", m], "would replace the model being quantized"),
+        (["quantize", m, "--mode", "int8", "--group-size", "32"], "--group-size is for int4"),
+        (["generate", m, "hi", "--device", "foo"], "not a device name"),
+        (["tokenizer", "report", "--tokenizer", f"ours={m}", "--baichuan-assets", str(tmp_path / "none")],
+         "--baichuan-assets"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["generate", m, "hi", "--device", "cuda"], "no CUDA device"))
+    bad_gen = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    gen = json.loads((bad_gen / "generation_config.json").read_text())
+    (bad_gen / "generation_config.json").write_text(json.dumps({**gen, "max_new_tokens": "lots"}))
+    cases.append((["generate", str(bad_gen), "hi"], "field 'max_new_tokens' must be int"))
+    for args, message in cases:
+        code, _, err = run(args, capsys)
+        assert code == 1 and message in err and "Traceback" not in err, (args, err)
+    assert (tiny_model_dir / "config.json").exists()                      # the refused quantize left it whole
+    for args in (["serve", m, "--port", "99999"], ["serve", m, "--max-batch", "0"], ["eval", m, "--limit", "0"],
+                 ["ask", "q", "--index", m, "--top-k", "0"], ["ask", "q", "--index", m, "--min-coverage", "5"]):
+        with pytest.raises(SystemExit) as e:   # argparse: usage and one line naming the option
+            main(args)
+        assert e.value.code == 2 and "must be" in capsys.readouterr().err, args

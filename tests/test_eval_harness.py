@@ -362,8 +362,12 @@ def test_eval_command_mc_bpb_and_tokenizer(data, tiny_model_dir, tmp_path, capsy
     assert "| **MMLU test** | **all** (micro) |" in out and "bits/byte" in out
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.json", "results.md", "results.png",
                                                               "predictions.jsonl"}
-    res = command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "tokenizer", "--baichuan-assets", "/nonexistent"]))
+    with pytest.MonkeyPatch.context() as mp:  # the model's own tokenizer only
+        mp.delenv("BAICHUAN_ASSETS", raising=False)
+        res = command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "tokenizer"]))
     assert {r["lang"] for r in res["tokenizer"]} >= {"zh", "en"}
+    with pytest.raises(BaichuanError, match="--baichuan-assets /nonexistent: no baichuan1/tokenizer.model"):
+        command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "tokenizer", "--baichuan-assets", "/nonexistent"]))
     with pytest.raises(BaichuanError, match="unknown task 'mmmlu'"):
         command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "mmmlu"]))
 

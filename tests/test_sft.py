@@ -77,6 +77,7 @@ def test_bad_conversations_are_reported_by_line(tmp_path, small_tokenizer):
     assert dict(report.dropped) == {"unknown_role:wizard": 1, "empty_assistant_turn": 1, "longer_than_context": 1,
                                     "bad_json": 1}
     assert any(e.startswith(f"{f}:2:") for e in report.examples)
+    assert f"dropped {f}:5: bad_json" in report.dropped_lines()   # what the training banner prints
     _, report = load_chats(f, small_tokenizer, max_tokens=64, on_long="truncate")
     assert report.kept == 3 and report.truncated == 1
     with pytest.raises(BaichuanError, match=r"chats.jsonl:2: unknown_role:wizard"):

@@ -26,6 +26,14 @@ def atomic_write_text(path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def plain_mode(path) -> None:
+    """Give a file the mode open() would have (0666 less the umask): safetensors creates its files
+    private (0600), so a model exported for a server's account or a team could not be read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Put the finished folder `src` at `dst`: the old folder moves aside, the new one takes its
     name, then the old one is deleted. Each rename is atomic on one filesystem, so a reader sees

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from baichuan.errors import BaichuanError
+from baichuan.errors import BaichuanError, bounded
 
 MC_TASKS = ("ceval", "cmmlu", "mmlu")
 ALL_TASKS = MC_TASKS + ("bpb", "tokenizer")
@@ -97,15 +97,15 @@ def add_arguments(p) -> None:
     p.add_argument("--protocol", choices=("lm-eval", "baichuan", "official"), default="lm-eval",
                    help="lm-eval: lm-evaluation-harness ceval-valid/cmmlu/mmlu; baichuan: Baichuan's released "
                         "scripts (CMMLU: its official script); official: each benchmark's own script")
-    p.add_argument("--shots", type=int, default=5, help="few-shot examples per prompt (default 5)")
+    p.add_argument("--shots", type=bounded(int, 0), default=5, help="few-shot examples per prompt (default 5)")
     p.add_argument("--data", help="folder holding ceval/, cmmlu/, mmlu/ (default: $BAICHUAN_EVALDATA)")
     p.add_argument("--subjects", help="comma-separated subjects (default: all)")
-    p.add_argument("--limit", type=int, help="score only the first N questions of each subject")
+    p.add_argument("--limit", type=bounded(int, 1), help="score only the first N questions of each subject")
     p.add_argument("--text", nargs="+", metavar="FILE", help="bpb / tokenizer: .txt or .jsonl (\"text\") files or "
                    "folders (default: the bundled held-out zh/en text)")
     p.add_argument("--max-tokens", type=int, help="bpb: score whole documents up to about N tokens per text")
     p.add_argument("--context", type=int, help="context length in tokens (default: the model's)")
-    p.add_argument("--batch-tokens", type=int, default=32768, help="tokens per forward batch (default 32768)")
+    p.add_argument("--batch-tokens", type=bounded(int, 1), default=32768, help="tokens per forward batch (default 32768)")
     p.add_argument("--seed", type=int, default=1234, help="shot shuffle of the baichuan protocol's C-Eval prompts")
     p.add_argument("--no-share-prefix", action="store_true", help="run every prompt whole (no shared few-shot K/V)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")

@@ -82,4 +82,8 @@ def reference_tokenizers(assets: str | None) -> dict[str, str]:
         return {}
     found = {name: Path(root) / sub / "tokenizer.model"
              for name, sub in (("baichuan1", "baichuan1"), ("baichuan2", "baichuan2"))}
-    return {k: str(v) for k, v in found.items() if v.exists()}
+    found = {k: str(v) for k, v in found.items() if v.exists()}
+    if assets and not found:  # named on the command line: a wrong path must not pass unnoticed
+        raise BaichuanError(f"--baichuan-assets {assets}: no baichuan1/tokenizer.model or "
+                            "baichuan2/tokenizer.model there")
+    return found

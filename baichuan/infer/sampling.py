@@ -43,8 +43,10 @@ class SamplingParams:
             raise BaichuanError(f"temperature must be > 0 when sampling, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise BaichuanError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0 or self.repetition_penalty <= 0:
-            raise BaichuanError("top_k must be >= 0 and repetition_penalty > 0")
+        if self.top_k < 0:
+            raise BaichuanError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise BaichuanError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
 
 class SamplerState:

@@ -20,6 +20,7 @@ from baichuan.checkpoint import (
     _iter_tensors,
     _write_json,
     atomic_dir,
+    checked_device,
     load_weights,
     weight_files,
     write_generation_config,
@@ -111,12 +112,16 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
     src, out_dir = Path(src_dir), Path(out_dir)
     if not src.is_dir():
         raise BaichuanError(f"{src}: not a directory")
+    a, b = src.resolve(), out_dir.resolve()
+    if a == b or a in b.parents or b in a.parents:  # the output replaces its folder: the source would be lost
+        raise BaichuanError(f"{out_dir}: the output folder would replace the model being quantized ({src}); "
+                            "choose another --out")
     cfg = load_config(src)
     if "quantization_config" in json.loads((src / "config.json").read_text(encoding="utf-8")):
         raise BaichuanError(f"{src / 'config.json'}: the model is already quantized (field 'quantization_config'); "
                             "quantize the bf16/fp32 model")
     symmetric = _check_mode(mode, group_size, symmetric)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = checked_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch.device("meta"):  # the expected names and shapes; also checks group_size against every layer
         expected = quantize(Baichuan(cfg), mode, group_size, symmetric, lm_head=lm_head)
     linears = {f"{name}.weight": name for name, _, _ in _targets(expected, lm_head)}
@@ -207,7 +212,7 @@ def load_quantized(model_dir: str | Path, device="cpu", dtype: torch.dtype | Non
                             "(use checkpoint.load_pretrained)")
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
-    device = torch.device(device)
+    device = checked_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with torch.device("meta"):

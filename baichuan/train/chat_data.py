@@ -51,6 +51,11 @@ class ChatReport:
         return (f"{self.lines} lines: {self.kept} kept ({self.truncated} truncated), "
                 f"{sum(self.dropped.values())} dropped ({drops})")
 
+    def dropped_lines(self, indent: str = "\n          ") -> str:
+        """The first dropped lines (file:line: reason), each on its own indented line."""
+        n = sum(self.dropped.values())
+        return "".join(f"{indent}dropped {e}" for e in self.examples[:5]) + (f"{indent}... and {n - 5} more" if n > 5 else "")
+
 
 def parse_conversation(record) -> list[dict]:
     """A JSONL record -> [{"role", "content"}]; raises ValueError(reason) when it is not a chat."""

@@ -75,11 +75,13 @@ def save_adapter(model: nn.Module, out_dir: str | Path, base_model: str | None =
     from safetensors.torch import save_file
 
     from baichuan.checkpoint import _write_json, atomic_dir
+    from baichuan.data.writers import plain_mode
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, marker=ADAPTER_CONFIG) as tmp:
         tensors = {f"base_model.model.{k}": v.detach().float().cpu().contiguous()
                    for k, v in lora_state(model).items()}
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        plain_mode(tmp / ADAPTER_WEIGHTS)
         _write_json(tmp / ADAPTER_CONFIG, {"peft_type": "LORA", "task_type": "CAUSAL_LM", "bias": "none",
                                            "fan_in_fan_out": False, "inference_mode": True,
                                            "base_model_name_or_path": base_model, **model.lora_config})

@@ -234,10 +234,11 @@ def make_objective(cfg: TrainConfig, mc: ModelConfig, model, rank: int, world: i
         loader = PackedLoader(arrays, cfg.batch_size, rank, world, cfg.seed)
         learned = int((arrays["labels"][:, 1:] != -100).sum())
         return LMObjective(loader), cfg.seq_len, \
-            f"{report.summary()}; packed into {loader.total} rows of {cfg.seq_len + 1}, {learned:,} tokens learned"
+            f"{report.summary()}; packed into {loader.total} rows of {cfg.seq_len + 1}, {learned:,} tokens learned" \
+            f"{report.dropped_lines()}"
     arrays, report = load_pairs(cfg.data, tok, cfg.seq_len, cfg.on_long, cfg.on_error, tok.eos_id)
     objective = DPOObjective(model, arrays, cfg.batch_size, rank, world, cfg.seed, cfg.dpo_beta, device, amp)
-    return objective, 2 * cfg.seq_len, f"{report.summary()}; reference log-probs computed once"
+    return objective, 2 * cfg.seq_len, f"{report.summary()}; reference log-probs computed once{report.dropped_lines()}"
 
 
 def evaluate(model, val: dict[str, TokenShards], cfg: TrainConfig, amp) -> dict:
