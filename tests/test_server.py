@@ -295,3 +295,14 @@ def test_relay_delivers_every_token_in_order_with_few_wakeups():
     got, wakeups = asyncio.run(main())
     assert got == [list(range(200))] * 8
     assert 1 <= wakeups < 8 * 201  # a wake-up per burst at most, never one per token
+
+
+def test_serve_on_a_busy_port_is_one_line_before_loading(tmp_path, capsys):
+    from baichuan.cli import main
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code = main(["serve", str(tmp_path / "no-model-needed"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err

@@ -414,6 +414,17 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     return app
 
 
+def _check_listen(host: str, port: int) -> None:
+    import socket
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            s.bind((host, port))
+    except OSError as e:
+        raise BaichuanError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 8, max_queue: int = 64, max_len: int | None = None, device: str | None = None,
           dtype=None, model_name: str | None = None, index_dir: str | None = None, compile: bool = False) -> None:
@@ -421,6 +432,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
         import uvicorn
     except ImportError:
         raise BaichuanError("serving needs FastAPI and uvicorn: pip install 'baichuan[serve]'") from None
+    _check_listen(host, port)  # before the model loads: a busy port is known in a second, not a minute
     import torch
 
     from baichuan.checkpoint import load_pretrained
