@@ -123,6 +123,17 @@ def test_full_sft_learns_and_exports(chats, tiny_model_dir, tmp_path):
     assert (tmp_path / "full" / "model" / "tokenizer.model").exists()
 
 
+def test_sft_loss_does_not_depend_on_how_the_global_batch_is_split(chats, tiny_model_dir, tmp_path):
+    """Packed chats learn a different number of tokens per row: 4 rows at once, or 2 + 2 by
+    gradient accumulation, give the same losses (a mean of micro-batch means did not)."""
+    whole = train(sft_cfg(chats, tiny_model_dir, tmp_path / "whole", steps=3, export=False))
+    split = train(sft_cfg(chats, tiny_model_dir, tmp_path / "split", steps=3, batch_size=2, grad_accum=2,
+                          export=False))
+    a, b = [r["loss"] for r in losses(tmp_path / "whole")], [r["loss"] for r in losses(tmp_path / "split")]
+    assert whole["steps"] == split["steps"] == 3 and len(a) == 3
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5, (a, b)
+
+
 def test_lora_sft_resumes_exactly_and_merges(chats, tiny_model_dir, tmp_path):
     lora = {"r": 4, "alpha": 8, "dropout": 0.0}
     ref = train(sft_cfg(chats, tiny_model_dir, tmp_path / "ref", lora=lora))

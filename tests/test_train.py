@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +81,9 @@ def test_resume_after_sigkill_gives_the_same_losses(tiny_tokens, tmp_path):
     assert resumed.wait(timeout=300) == 0, output
     assert "resumed from" in output
     assert losses(tmp_path / "run") == losses(tmp_path / "ref")
+    logged = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+              if line and json.loads(line)["kind"] == "train"]
+    assert logged == sorted(set(logged)), logged  # steps logged before the kill are not there twice
 
 
 def test_two_ranks_fsdp_match_one_rank(tiny_tokens, tmp_path):
@@ -117,3 +121,20 @@ def test_nan_loss_steps_are_skipped_and_a_run_of_them_stops_training(tiny_tokens
     with pytest.raises(BaichuanError, match="consecutive steps skipped"):
         train(cfg(tiny_tokens, tmp_path, lr=1e30, max_skips=2, steps=20, export=False))
     assert "skipped (loss" in capsys.readouterr().out
+
+
+def test_shards_and_tokenizer_must_match_and_the_export_finds_it(tiny_tokens, tiny_model_dir, tmp_path):
+    import shutil
+    from baichuan.data.writers import sha256_file
+    data = tmp_path / "data"
+    shards = shutil.copytree(tiny_tokens / "train", data / "tokens")
+    manifest = json.loads((shards / "tokens.json").read_text())
+    # as `baichuan data run` leaves them: the tokenizer's path in manifest.json, its checksum in tokens.json
+    (data / "manifest.json").write_text(json.dumps({"config": {"tokenizer": str(tiny_model_dir)}}))
+    made_with = sha256_file(tiny_model_dir / "tokenizer.model")
+    (shards / "tokens.json").write_text(json.dumps({**manifest, "tokenizer_sha256": made_with}))
+    result = train(cfg(tiny_tokens, tmp_path / "run", data=str(shards), steps=2, val_data={}))
+    assert (Path(result["model_dir"]) / "tokenizer.model").exists()   # found without --tokenizer
+    (shards / "tokens.json").write_text(json.dumps({**manifest, "tokenizer_sha256": "0" * 64}))
+    with pytest.raises(BaichuanError, match="is not the tokenizer the shards"):
+        train(cfg(tiny_tokens, tmp_path / "run2", data=str(shards), steps=2, val_data={}, tokenizer=str(tiny_model_dir)))

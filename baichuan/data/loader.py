@@ -65,6 +65,11 @@ class TokenLoader:
         first = self.position + self.rank * self.batch_size
         rows = np.stack([self.window(first + i) for i in range(self.batch_size)])
         self.position += self.batch_size * self.world_size
+        vocab = self.shards.manifest["vocab_size"]
+        if rows.max() >= vocab:  # a shard corrupted after writing: an embedding lookup would crash on it
+            raise BaichuanError(f"{self.shards.folder}: token id {int(rows.max())} at or above the vocabulary size "
+                                f"{vocab} in windows {first}..{first + self.batch_size - 1}; a shard is corrupt "
+                                "(compare its sha256 with tokens.json, or rerun `baichuan data run`)")
         t = torch.from_numpy(rows)
         return t[:, :-1], t[:, 1:]
 

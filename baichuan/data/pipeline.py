@@ -286,6 +286,9 @@ def run(cfg: DataConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     inputs = expand_inputs(cfg.inputs)
     build_steps(cfg.steps)  # fail on bad options before starting workers
+    if cfg.tokenizer:  # and on a bad tokenizer before cleaning, not after
+        from baichuan.tokenizer import Tokenizer
+        Tokenizer.load(cfg.tokenizer)
     started = time.time()
     clean = run_tasks(clean_task, [(i, str(p), cfg, src) for i, (p, src) in enumerate(inputs)], cfg.executor, cfg.workers,
                       desc="clean", progress=progress)
@@ -334,6 +337,7 @@ def _tokenize(cfg: DataConfig, shard_groups: list[list[Path]], rates: dict, prog
     tasks = [(i, [str(f) for f in files], cfg, rates, dtype.name) for i, files in enumerate(shard_groups) if files]
     entries = run_tasks(tokenize_task, tasks, cfg.executor, cfg.workers, desc="tokenize", progress=progress)
     shards = [{k: e[k] for k in ("file", "tokens", "docs", "sha256", "bytes")} for e in entries]
+    (Path(cfg.output) / "tokens").mkdir(parents=True, exist_ok=True)  # no document left: an empty set of shards
     tok_file = Path(cfg.tokenizer) / "tokenizer.model" if Path(cfg.tokenizer).is_dir() else Path(cfg.tokenizer)
     write_manifest(Path(cfg.output) / "tokens", shards, dtype, tok.eos_id, tok.vocab_size,
                    tokenizer_sha256=sha256_file(tok_file), mixture={"targets": cfg.mixture, "rates": rates},

@@ -42,6 +42,14 @@ class MetricsLog:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def drop_after(self, step: int) -> None:
+        """Forget the records past `step`: a run resumed from there logs those steps again (after a
+        crash they would appear twice, and the loss curve would double back)."""
+        if self.enabled and self.path.exists():
+            from baichuan.data.writers import atomic_write_text
+            kept = [r for r in self.records() if r.get("step", 0) <= step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept).rstrip("\n"))
+
     def records(self) -> list[dict]:
         if not self.path.exists():
             return []

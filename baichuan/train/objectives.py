@@ -77,6 +77,11 @@ class LMObjective:
         return {"input_ids": rows["tokens"][:, :-1], "targets": rows["labels"][:, 1:],
                 "position_ids": rows["positions"][:, :-1], "segments": rows["segments"][:, :-1]}
 
+    @staticmethod
+    def weight(batch) -> int:
+        """What the batch's mean loss is over: its labelled tokens (packed chats learn some only)."""
+        return int((batch["targets"] != IGNORE).sum())
+
     def loss(self, model, batch, device):
         b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         # the model computes the loss itself, chunk by chunk: no [tokens, vocab] fp32 logits
@@ -123,6 +128,10 @@ class DPOObjective:
 
     def next_batch(self):
         return self.loader.next_rows()
+
+    @staticmethod
+    def weight(batch) -> int:
+        return batch["tokens"].shape[0]  # pairs
 
     def loss(self, model, batch, device):
         t, lab = batch["tokens"].to(device), batch["labels"].to(device)

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from baichuan.config import ModelConfig, preset
 from baichuan.data.loader import TokenLoader, iter_eval_batches
 from baichuan.data.shards import TokenShards, open_shards
+from baichuan.data.writers import sha256_file
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan, build
 from baichuan.train import state as train_state
@@ -155,12 +156,13 @@ def print0(*args, **kw):
         print(*args, **kw, flush=True)
 
 
-def _all_mean(x: float, device) -> float:
+def _all_sum(x: float, device) -> float:
     if not dist.is_initialized():
         return x
     t = torch.tensor([x], device=device, dtype=torch.float64)
     dist.all_reduce(t)
-    return t.item() / dist.get_world_size()
+    return t.item()
+
 
 
 def _duration(s: float) -> str:
@@ -204,12 +206,34 @@ def _lora_kwargs(lora: dict) -> dict:
 
 
 def tokenizer_path(cfg: TrainConfig) -> str | None:
-    return cfg.tokenizer or cfg.init_from
+    """--tokenizer, else the --init-from model's, else (pretraining) the one `baichuan data run`
+    recorded making the shards with, so the exported model carries it."""
+    if cfg.tokenizer or cfg.init_from or cfg.task != "pretrain":
+        return cfg.tokenizer or cfg.init_from
+    try:
+        recorded = json.loads((Path(cfg.data).parent / "manifest.json").read_text(encoding="utf-8"))["config"]["tokenizer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return recorded if isinstance(recorded, str) and Path(recorded).exists() else None
+
+
+def check_shards_tokenizer(cfg: TrainConfig, shards) -> None:
+    """Token ids mean nothing with another tokenizer: refuse a --tokenizer or --init-from model
+    whose tokenizer.model is not the one the shards were made with (tokens.json records it)."""
+    path, made_with = tokenizer_path(cfg), shards.manifest.get("tokenizer_sha256")
+    if not path or not made_with:
+        return
+    file = Path(path) / "tokenizer.model" if Path(path).is_dir() else Path(path)
+    if file.is_file() and (used := sha256_file(file)) != made_with:
+        raise BaichuanError(f"{file} (sha256 {used[:12]}…) is not the tokenizer the shards in {shards.folder} were "
+                            f"made with (sha256 {made_with[:12]}…); pass that one with --tokenizer")
 
 
 def data_vocab(cfg: TrainConfig) -> int:
     if cfg.task == "pretrain":
-        return open_shards(cfg.data).manifest["vocab_size"]
+        shards = open_shards(cfg.data)
+        check_shards_tokenizer(cfg, shards)
+        return shards.manifest["vocab_size"]
     if not tokenizer_path(cfg):
         raise BaichuanError(f"{cfg.task} needs a tokenizer: give --tokenizer or --init-from a model directory")
     from baichuan.tokenizer import Tokenizer
@@ -337,6 +361,7 @@ def train(cfg: TrainConfig) -> dict:
     flops_per_token = mc.flops_per_token(cfg.seq_len)
     peak = peak_flops(device)
     log = MetricsLog(out / "metrics.jsonl", enabled=rank == 0)
+    log.drop_after(step)
     baseline = None
     if val and cfg.task == "pretrain":
         baseline = unigram_baseline(open_shards(cfg.data), next(iter(val.values())), mc.vocab_size)
@@ -364,15 +389,20 @@ def train(cfg: TrainConfig) -> dict:
         for g in optimizer.param_groups:
             g["lr"] = lr
         loss_sum, extra = 0.0, {}
-        for _ in range(cfg.grad_accum):
-            batch = objective.next_batch()
+        # each micro-batch's mean loss weighs by its share of the global batch's labelled tokens (all
+        # ranks): packed chats learn a varying number, and a mean of means would depend on how the
+        # global batch is split into ranks and accumulation steps. Gradients are averaged over ranks.
+        batches = [objective.next_batch() for _ in range(cfg.grad_accum)]
+        weights = [objective.weight(b) for b in batches]
+        total = max(_all_sum(sum(weights), device), 1)
+        for batch, w in zip(batches, weights):
             with amp_ctx():
                 loss, metrics = objective.loss(model, batch, device)
-            (loss / cfg.grad_accum).backward()
-            loss_sum += loss.item()
+            (loss * (w * world / total)).backward()
+            loss_sum += loss.item() * w
             for k, v in metrics.items():
                 extra[k] = extra.get(k, 0.0) + v / cfg.grad_accum
-        loss_val = _all_mean(loss_sum / cfg.grad_accum, device)
+        loss_val = _all_sum(loss_sum, device) / total
         gnorm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         gnorm = float(gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm)
         skip_reason = _guard(loss_val, gnorm, step, cfg, guard)
