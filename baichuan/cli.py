@@ -120,7 +120,7 @@ def cmd_info(args) -> None:
 def cmd_tokenizer_train(args) -> None:
     from baichuan.tokenizer import train_tokenizer
     tok = train_tokenizer(args.files, args.out, vocab_size=args.vocab_size, normalization=args.normalization,
-                          input_sentence_size=args.input_sentence_size)
+                          input_sentence_size=args.input_sentence_size, character_coverage=args.character_coverage)
     print(f"wrote {Path(args.out) / 'tokenizer.model'} ({tok.vocab_size} pieces)")
 
 
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--vocab-size", type=int, default=64000)
     t.add_argument("--normalization", choices=["identity", "nmt_nfkc"], default="identity")
     t.add_argument("--input-sentence-size", type=int, default=10_000_000)
+    t.add_argument("--character-coverage", type=bounded(float, 0.9, 1.0), default=0.9999,
+                   help="share of characters the vocabulary must cover (default 0.9999, Baichuan 2's)")
     t.set_defaults(func=cmd_tokenizer_train)
     t = tsub.add_parser("report", help="tokens/char and bytes/token on the held-out zh/en text")
     t.add_argument("--tokenizer", action="append", help="NAME=PATH (repeatable)")

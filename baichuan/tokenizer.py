@@ -521,7 +521,7 @@ def train_tokenizer(files: Sequence[str | os.PathLike], out_dir: str | os.PathLi
             raise BaichuanError(
                 f"vocab_size {vocab_size} cannot hold the {int(short.group(2)) - fixed} distinct characters that "
                 f"character_coverage {character_coverage} keeps plus {fixed} fixed pieces; raise vocab_size above "
-                f"{short.group(2)} or lower character_coverage") from None
+                f"{short.group(2)} or lower character_coverage (--character-coverage)") from None
         raise BaichuanError(f"SentencePiece training failed on {paths[0]}{' and others' if len(paths) > 1 else ''}: "
                             f"{_first_line(e)}") from None
 

@@ -106,10 +106,14 @@ def test_incompatible_resume_is_refused_and_export_on_demand(tiny_tokens, tmp_pa
     assert not (tmp_path / "model").exists()
     assert train(cfg(tiny_tokens, tmp_path, export_only=True))["steps"] == 6
     assert load_pretrained(tmp_path / "model").cfg.num_layers == 2
-    with pytest.raises(BaichuanError, match="another model or training config"):
+    with pytest.raises(BaichuanError, match="another model or training config .num_layers 2 -> 3"):
         train(cfg(tiny_tokens, tmp_path, steps=8, model={**TINY, "num_layers": 3}, export=False))
     with pytest.raises(BaichuanError, match="global batch"):
         train(cfg(tiny_tokens, tmp_path, steps=8, batch_size=2, export=False))
+    with pytest.raises(BaichuanError, match="longer than the model's context"):
+        train(cfg(tiny_tokens, tmp_path / "long", seq_len=4096, export=False))
+    with pytest.raises(BaichuanError, match="--init-from .*: not a model directory"):
+        train(cfg(tiny_tokens, tmp_path / "init", init_from=str(tmp_path / "nothing"), export=False))
 
 
 def test_a_config_that_does_not_fit_is_refused_before_allocating(tiny_tokens, tmp_path):

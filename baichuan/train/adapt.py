@@ -54,6 +54,13 @@ def adapt(init_from: str, domain: list[str], general: list[str], out: str, repla
                                       "workers": workers})
     report = pipeline.run(data)
     print(f"data      {report['mixture_rates']}")
+    for lang, sources in sorted(report["composition"].items()):
+        missing = [s for s in ("domain", "general") if not sources.get(s)]
+        if missing and 0 < replay:  # the mixture is met per language: this one cannot mix
+            print(f"warning   {lang} text comes from {' and '.join(s for s in sources if sources[s])} only: "
+                  f"no {missing[0]} text in {lang}, so replay {replay} cannot hold for it")
+    if not evaldata:
+        print("note      no --evaldata: the before/after C-Eval comparison is skipped")
 
     subjects = DOMAIN_SUBJECTS[vertical] + GENERAL_SUBJECTS
     tok = Tokenizer.load(init_from)

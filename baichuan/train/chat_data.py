@@ -122,7 +122,9 @@ def _load_lines(path: str | Path, what: str, on_error: str, parse) -> tuple[list
             report.lines += 1
             try:
                 item = parse(json.loads(raw.decode("utf-8")), report)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except UnicodeDecodeError:
+                reason = "not_utf8"
+            except json.JSONDecodeError:
                 reason = "bad_json"
             except ValueError as e:
                 reason = str(e)
@@ -142,13 +144,14 @@ def load_chats(path: str | Path, tok, max_tokens: int, on_long: str = "skip", on
     first bad line; on_long="truncate" cuts long conversations to max_tokens instead of dropping."""
     def parse(record, report):
         ids, labels = render(tok, parse_conversation(record), eos_id)
-        if len(ids) > max_tokens and on_long == "truncate":
+        cut = len(ids) > max_tokens and on_long == "truncate"
+        if cut:
             ids, labels = ids[:max_tokens], labels[:max_tokens]
-            report.truncated += 1
         if len(ids) > max_tokens:
             raise ValueError(f"longer_than_context ({len(ids)} > {max_tokens} tokens)")
         if all(lab == IGNORE for lab in labels[1:]):
-            raise ValueError("nothing_to_learn")
+            raise ValueError("nothing_to_learn" + (" (after truncation)" if cut else ""))
+        report.truncated += cut  # counted among the kept: a cut that left nothing to learn was dropped
         return ids, labels
 
     out, report = _load_lines(path, "chat data", on_error, parse)

@@ -190,7 +190,11 @@ def initial_model(mc: ModelConfig, cfg: TrainConfig) -> Baichuan:
     if cfg.quantize_base:
         from baichuan.quant import quantize
         mode, _, group = cfg.quantize_base.partition(":")
-        quantize(model, mode, **({"group_size": int(group)} if group else {}))
+        try:
+            quantize(model, mode, **({"group_size": int(group)} if group else {}))
+        except BaichuanError as e:
+            raise BaichuanError(f"--quantize-base {cfg.quantize_base}: {e}; choose a group size as "
+                                f"--quantize-base {mode}:GROUP") from None
     if cfg.lora:
         from baichuan.train.lora import add_lora
         torch.manual_seed(cfg.seed)
@@ -291,8 +295,13 @@ def _device(model) -> torch.device:
 def train(cfg: TrainConfig) -> dict:
     rank, world, device = init_distributed()
     out = Path(cfg.out)
+    if cfg.init_from and not (Path(cfg.init_from) / "config.json").is_file():
+        raise BaichuanError(f"--init-from {cfg.init_from}: not a model directory (no config.json)")
     val = {name: open_shards(path) for name, path in cfg.val_data.items()}
     mc = model_config(cfg, data_vocab(cfg))
+    if cfg.seq_len > mc.max_len:  # the exported config would promise less context than was trained
+        raise BaichuanError(f"--seq-len {cfg.seq_len} is longer than the model's context ({mc.max_len}); "
+                            f"lower it, or raise the context with --model '{{\"max_len\": {cfg.seq_len}}}'")
     dtype = compute_dtype(cfg, device)
     need, have = memory_estimate(mc, cfg, world, dtype.itemsize), available_memory(device)
     if need > 0.9 * have:
@@ -341,8 +350,12 @@ def train(cfg: TrainConfig) -> dict:
     if resume_from is not None:
         meta = train_state.read_meta(resume_from)
         if meta["fingerprint"] != fingerprint:
+            now, saved = _fingerprint_fields(cfg, mc), meta["fingerprint_fields"]
+            saved = {**saved, **saved.get("model", {})} if isinstance(saved, dict) else {}
+            now = {**now, **now["model"]}
+            changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in now if k != "model" and saved.get(k) != now[k]]
             raise BaichuanError(f"{resume_from}: the checkpoint is from another model or training config "
-                                f"({meta['fingerprint_fields']}); use --resume never or another --out")
+                                f"({'; '.join(changed) or 'fields differ'}); use --resume never or another --out")
         if meta["global_batch"] != cfg.global_batch(world):
             raise BaichuanError(f"{resume_from}: saved with global batch {meta['global_batch']} "
                                 f"({meta['world_size']} ranks); now {cfg.global_batch(world)} ({world} ranks). "

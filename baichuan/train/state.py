@@ -97,8 +97,9 @@ def load(path: Path, model, optimizer, frozen: bool = False) -> dict:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*single process.*")
             dcp.load(state, checkpoint_id=str(path))
-    except Exception as e:  # noqa: BLE001 - DCP raises CheckpointException wrapping per-rank errors
-        raise BaichuanError(f"{path}: cannot restore the training state ({str(e).splitlines()[0][:300]})") from None
+    except (Exception, dcp.api.CheckpointException) as e:  # noqa: BLE001 - per-rank errors, wrapped (a BaseException)
+        raise BaichuanError(f"{path}: cannot restore the training state ({str(e).splitlines()[0][:300]}); "
+                            "delete this folder to resume from the checkpoint before it") from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=options)
     rng_file = path / f"rng_rank{_rank()}.pt"
     if rng_file.exists():  # absent after a change of world size: ranks then keep their fresh seeds
