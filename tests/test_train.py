@@ -105,6 +105,11 @@ def test_incompatible_resume_is_refused_and_export_on_demand(tiny_tokens, tmp_pa
     train(cfg(tiny_tokens, tmp_path, steps=6, export=False))
     assert not (tmp_path / "model").exists()
     assert train(cfg(tiny_tokens, tmp_path, export_only=True))["steps"] == 6
+    import shutil
+    from baichuan.train.pretrain import main
+    shutil.rmtree(tmp_path / "model")
+    main(["--out", str(tmp_path), "--export-only"])     # the run's saved config stands in for its options
+    assert load_pretrained(tmp_path / "model").cfg.num_layers == 2
     assert load_pretrained(tmp_path / "model").cfg.num_layers == 2
     with pytest.raises(BaichuanError, match="another model or training config .num_layers 2 -> 3"):
         train(cfg(tiny_tokens, tmp_path, steps=8, model={**TINY, "num_layers": 3}, export=False))

@@ -573,6 +573,12 @@ def config_from_args(args) -> TrainConfig:
     unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise BaichuanError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    saved = Path(raw["out"]) / "config.json" if raw.get("out") else None
+    if raw.get("export_only") and "data" not in raw and saved and saved.is_file():  # the run's own settings, as it saved them
+        try:
+            raw = {**json.loads(saved.read_text(encoding="utf-8")), **raw}
+        except json.JSONDecodeError as e:
+            raise BaichuanError(f"{saved}: not JSON ({e.msg})") from None
     if "data" not in raw:
         raise BaichuanError("training needs --data (token shards from `baichuan data run`, or chat JSONL for sft/dpo)")
     return TrainConfig(**raw)
