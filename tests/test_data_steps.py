@@ -282,6 +282,9 @@ def test_c4_document_rules(text, reason):
 def test_c4_passes_chinese_and_rejects_bad_options():
     d = doc("点击这里{", "zh")
     assert C4Filter()(d) is d
+    # a Chinese paragraph inside an English web page survives the line rules (no spaces, no ".")
+    mixed = C4Filter(line_rules=True)(doc(WEB_PAGE + "\n" + GOOD_ZH2, "en"))
+    assert mixed.text.endswith(GOOD_ZH2)
     with pytest.raises(BaichuanError):
         C4Filter(line_rules="sometimes")
 

@@ -106,6 +106,7 @@ class GopherFilter:
 # == C4 rules (English) ===========================================================================
 _TERMINAL = (".", "!", "?", '"', "”", "'", "’")   # C4: period, !, ?, end quotation mark
 _CONTINUATION = (",", ";", ":")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff]{5}")   # a Chinese sentence inside an English document
 _CLOSING = ")]"
 _ANY_END = _TERMINAL + _CONTINUATION + tuple(_CLOSING)
 # everything up to the last sentence end inside a line (greedy, so the last one)
@@ -178,7 +179,10 @@ class C4Filter:
         return n_lines > 0 and (long >= self.min_web_share * total or fragments >= self.min_fragment_share * n_lines)
 
     def clean_line(self, line: str) -> str | None:
-        """The line as C4's line rules leave it (maybe cut back to its last sentence end), or None."""
+        """The line as C4's line rules leave it (maybe cut back to its last sentence end), or None.
+        A Chinese line stays: the rules count space-separated words and Latin sentence marks."""
+        if _CJK_RUN.search(line):
+            return line
         if len(line.split(None, self.min_line_words)) < self.min_line_words:
             return None
         end = line.rstrip(_CLOSING)
