@@ -18,6 +18,8 @@ def bounded(kind=int, lo=None, hi=None):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             span = f"between {lo} and {hi}" if lo is not None and hi is not None else \
                 (f"at least {lo}" if lo is not None else f"at most {hi}")

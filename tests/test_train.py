@@ -108,6 +108,8 @@ def test_incompatible_resume_is_refused_and_export_on_demand(tiny_tokens, tmp_pa
     import shutil
     from baichuan.train.pretrain import main
     shutil.rmtree(tmp_path / "model")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "resume": "never", "gone_option": 1}))
     main(["--out", str(tmp_path), "--export-only"])     # the run's saved config stands in for its options
     assert load_pretrained(tmp_path / "model").cfg.num_layers == 2
     assert load_pretrained(tmp_path / "model").cfg.num_layers == 2

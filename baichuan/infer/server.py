@@ -176,12 +176,12 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         """The API key and body size, checked as plain ASGI: Starlette's `@app.middleware` wraps
         `receive`, and endpoints behind it never see a client hang up."""
 
-        def __init__(self, inner):
-            self.inner = inner
+        def __init__(self, app):  # Starlette before 0.41.3 passes it by this name
+            self.app = app
 
         async def __call__(self, scope, receive, send):
             response = refusal(Request(scope)) if scope["type"] == "http" else None
-            await (response(scope, receive, send) if response else self.inner(scope, receive, send))
+            await (response(scope, receive, send) if response else self.app(scope, receive, send))
 
     app.add_middleware(Guard)
 

@@ -53,7 +53,13 @@ class MetricsLog:
     def records(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a crash mid-write: the run goes on without it
+                continue
+        return out
 
 
 def plot_losses(records: list[dict], out: Path, baseline: float | None = None) -> Path | None:

@@ -216,9 +216,12 @@ def tokenizer_path(cfg: TrainConfig) -> str | None:
         return cfg.tokenizer or cfg.init_from
     try:
         recorded = json.loads((Path(cfg.data).parent / "manifest.json").read_text(encoding="utf-8"))["config"]["tokenizer"]
-    except (OSError, ValueError, KeyError, TypeError):
+        made_with = open_shards(cfg.data).manifest.get("tokenizer_sha256")
+    except (OSError, ValueError, KeyError, TypeError, BaichuanError):
         return None
-    return recorded if isinstance(recorded, str) and Path(recorded).exists() else None
+    file = Path(recorded) / "tokenizer.model" if isinstance(recorded, str) and Path(recorded).is_dir() else Path(str(recorded))
+    # as recorded (absolute, or relative to where data ran): only if it is still the file the shards were made with
+    return recorded if file.is_file() and made_with and sha256_file(file) == made_with else None
 
 
 def check_shards_tokenizer(cfg: TrainConfig, shards) -> None:
@@ -356,7 +359,7 @@ def train(cfg: TrainConfig) -> dict:
             changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in now if k != "model" and saved.get(k) != now[k]]
             raise BaichuanError(f"{resume_from}: the checkpoint is from another model or training config "
                                 f"({'; '.join(changed) or 'fields differ'}); use --resume never or another --out")
-        if meta["global_batch"] != cfg.global_batch(world):
+        if meta["global_batch"] != cfg.global_batch(world) and not cfg.export_only:  # exporting reads no data
             raise BaichuanError(f"{resume_from}: saved with global batch {meta['global_batch']} "
                                 f"({meta['world_size']} ranks); now {cfg.global_batch(world)} ({world} ranks). "
                                 f"Keep batch_size * ranks * grad_accum the same to reshard")
@@ -380,7 +383,7 @@ def train(cfg: TrainConfig) -> dict:
         baseline = unigram_baseline(open_shards(cfg.data), next(iter(val.values())), mc.vocab_size)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+        (out / "config.json").write_text(json.dumps(_saved_config(cfg), indent=1) + "\n")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print0(f"task      {cfg.task}" + (f" with LoRA {cfg.lora}" if cfg.lora else "")
            + (f" over a {cfg.quantize_base} base" if cfg.quantize_base else "") + "\n"
@@ -550,6 +553,16 @@ def _opt(conv):
     return lambda s: None if s.lower() == "none" else conv(s)
 
 
+def _saved_config(cfg: TrainConfig) -> dict:
+    """config.json of a run, with absolute paths: `--export-only` may read it from anywhere."""
+    d = dataclasses.asdict(cfg)
+    for k in ("data", "out", "init_from", "tokenizer"):
+        if d.get(k):
+            d[k] = str(Path(d[k]).resolve())
+    d["val_data"] = {n: str(Path(p).resolve()) for n, p in (d.get("val_data") or {}).items()}
+    return d
+
+
 def config_from_args(args) -> TrainConfig:
     import tomllib
     raw = {}
@@ -576,9 +589,10 @@ def config_from_args(args) -> TrainConfig:
     saved = Path(raw["out"]) / "config.json" if raw.get("out") else None
     if raw.get("export_only") and "data" not in raw and saved and saved.is_file():  # the run's own settings, as it saved them
         try:
-            raw = {**json.loads(saved.read_text(encoding="utf-8")), **raw}
-        except json.JSONDecodeError as e:
-            raise BaichuanError(f"{saved}: not JSON ({e.msg})") from None
+            kept = {f.name for f in dataclasses.fields(TrainConfig)} - {"resume", "export", "export_only"}
+            raw = {**{k: v for k, v in json.loads(saved.read_text(encoding="utf-8")).items() if k in kept}, **raw}
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise BaichuanError(f"{saved}: not a saved training config ({e})") from None
     if "data" not in raw:
         raise BaichuanError("training needs --data (token shards from `baichuan data run`, or chat JSONL for sft/dpo)")
     return TrainConfig(**raw)
