@@ -83,9 +83,13 @@ def test_bad_conversations_are_reported_by_line(tmp_path, small_tokenizer):
     with pytest.raises(BaichuanError, match=r"chats.jsonl:2: unknown_role:wizard"):
         load_chats(f, small_tokenizer, max_tokens=64, on_error="refuse")
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "1+1=?", "chosen": "2", "rejected": "3"},
-                                                   {"prompt": "hi", "chosen": "same", "rejected": "same"}])
+                                                   {"prompt": "hi", "chosen": "same", "rejected": "same"},
+                                                   {"prompt": "hi", "chosen": 5, "rejected": "x"},
+                                                   {"prompt": "hi", "rejected": "x"}])
     arrays, report = load_pairs(pairs, small_tokenizer, seq_len=32)
-    assert arrays["tokens"].shape == (1, 2, 33) and dict(report.dropped) == {"identical_answers": 1}
+    assert arrays["tokens"].shape == (1, 2, 33)
+    assert dict(report.dropped) == {"identical_answers": 1, "chosen_or_rejected_not_text": 1,
+                                    "chosen_or_rejected_missing": 1}
 
 
 SFT_ROWS = [{"messages": [{"role": "user", "content": f"{a}加{b}等于几？"}, {"role": "assistant", "content": f"等于{a + b}。"}]}

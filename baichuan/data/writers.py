@@ -26,12 +26,19 @@ def atomic_write_text(path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, not while threads write files
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def plain_mode(path) -> None:
     """Give a file the mode open() would have (0666 less the umask): safetensors creates its files
     private (0600), so a model exported for a server's account or a team could not be read."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def replace_dir(src: Path, dst: Path) -> None:

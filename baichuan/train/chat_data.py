@@ -208,8 +208,10 @@ def load_pairs(path: str | Path, tok, seq_len: int, on_long: str = "skip", on_er
         if not isinstance(rec, dict):
             raise ValueError("not_an_object")
         prompt, chosen, rejected = rec.get("prompt"), rec.get("chosen"), rec.get("rejected")
-        if not all(isinstance(x, str) for x in (chosen, rejected)):
+        if chosen is None or rejected is None:
             raise ValueError("chosen_or_rejected_missing")
+        if not all(isinstance(x, str) for x in (chosen, rejected)):
+            raise ValueError("chosen_or_rejected_not_text")
         if chosen.strip() == rejected.strip():
             raise ValueError("identical_answers")
         if isinstance(prompt, str):
