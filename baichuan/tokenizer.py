@@ -26,6 +26,12 @@ from baichuan.config import ASSISTANT_TOKEN_ID, USER_TOKEN_ID
 from baichuan.errors import BaichuanError
 
 MODEL_FILE = "tokenizer.model"
+
+
+def model_file(path: str | os.PathLike) -> Path:
+    """The SentencePiece model of `path`: the file itself, or the tokenizer.model in a directory."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
 MODEL_MAX_LENGTH = 4096            # tokenizer_config.json of Baichuan-13B-Chat and Baichuan2-Chat
 USER_ID, ASSISTANT_ID = USER_TOKEN_ID, ASSISTANT_TOKEN_ID   # chat role ids, defined in config.py
 
@@ -59,7 +65,7 @@ class Tokenizer:
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
         """Load a tokenizer.model file, or a directory holding one (and maybe tokenizer_config.json)."""
         path = Path(path)
-        model = path / MODEL_FILE if path.is_dir() else path
+        model = model_file(path)
         if not path.exists():
             raise BaichuanError(f"{path}: no such tokenizer file or directory")
         if not model.is_file():

@@ -331,14 +331,14 @@ def _merge_composition(parts) -> dict:
 
 def _tokenize(cfg: DataConfig, shard_groups: list[list[Path]], rates: dict, progress: bool) -> dict:
     from baichuan.data.shards import token_dtype, write_manifest
-    from baichuan.tokenizer import Tokenizer
+    from baichuan.tokenizer import Tokenizer, model_file
     tok = Tokenizer.load(cfg.tokenizer)
     dtype = token_dtype(tok.vocab_size)
     tasks = [(i, [str(f) for f in files], cfg, rates, dtype.name) for i, files in enumerate(shard_groups) if files]
     entries = run_tasks(tokenize_task, tasks, cfg.executor, cfg.workers, desc="tokenize", progress=progress)
     shards = [{k: e[k] for k in ("file", "tokens", "docs", "sha256", "bytes")} for e in entries]
     (Path(cfg.output) / "tokens").mkdir(parents=True, exist_ok=True)  # no document left: an empty set of shards
-    tok_file = Path(cfg.tokenizer) / "tokenizer.model" if Path(cfg.tokenizer).is_dir() else Path(cfg.tokenizer)
+    tok_file = model_file(cfg.tokenizer)
     write_manifest(Path(cfg.output) / "tokens", shards, dtype, tok.eos_id, tok.vocab_size,
                    tokenizer_sha256=sha256_file(tok_file), mixture={"targets": cfg.mixture, "rates": rates},
                    total_bytes=sum(s["bytes"] for s in shards))

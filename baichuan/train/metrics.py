@@ -48,7 +48,7 @@ class MetricsLog:
         if self.enabled and self.path.exists():
             from baichuan.data.writers import atomic_write_text
             kept = [r for r in self.records() if r.get("step", 0) <= step]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept).rstrip("\n"))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def records(self) -> list[dict]:
         if not self.path.exists():

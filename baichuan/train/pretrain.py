@@ -164,7 +164,6 @@ def _all_sum(x: float, device) -> float:
     return t.item()
 
 
-
 def _duration(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -219,21 +218,25 @@ def tokenizer_path(cfg: TrainConfig) -> str | None:
         made_with = open_shards(cfg.data).manifest.get("tokenizer_sha256")
     except (OSError, ValueError, KeyError, TypeError, BaichuanError):
         return None
-    file = Path(recorded) / "tokenizer.model" if isinstance(recorded, str) and Path(recorded).is_dir() else Path(str(recorded))
     # as recorded (absolute, or relative to where data ran): only if it is still the file the shards were made with
-    return recorded if file.is_file() and made_with and sha256_file(file) == made_with else None
+    return recorded if isinstance(recorded, str) and made_with and _sha256(recorded) == made_with else None
+
+
+def _sha256(tokenizer: str) -> str | None:
+    from baichuan.tokenizer import model_file
+    file = model_file(tokenizer)
+    return sha256_file(file) if file.is_file() else None
 
 
 def check_shards_tokenizer(cfg: TrainConfig, shards) -> None:
     """Token ids mean nothing with another tokenizer: refuse a --tokenizer or --init-from model
-    whose tokenizer.model is not the one the shards were made with (tokens.json records it)."""
-    path, made_with = tokenizer_path(cfg), shards.manifest.get("tokenizer_sha256")
-    if not path or not made_with:
-        return
-    file = Path(path) / "tokenizer.model" if Path(path).is_dir() else Path(path)
-    if file.is_file() and (used := sha256_file(file)) != made_with:
-        raise BaichuanError(f"{file} (sha256 {used[:12]}…) is not the tokenizer the shards in {shards.folder} were "
-                            f"made with (sha256 {made_with[:12]}…); pass that one with --tokenizer")
+    whose tokenizer.model is not the one the shards were made with (tokens.json records it). A
+    tokenizer found through `tokenizer_path` matches by construction."""
+    given, made_with = cfg.tokenizer or cfg.init_from, shards.manifest.get("tokenizer_sha256")
+    used = _sha256(given) if given and made_with else None
+    if used and used != made_with:
+        raise BaichuanError(f"{given} (tokenizer sha256 {used[:12]}…) is not the tokenizer the shards in "
+                            f"{shards.folder} were made with (sha256 {made_with[:12]}…); pass that one with --tokenizer")
 
 
 def data_vocab(cfg: TrainConfig) -> int:
