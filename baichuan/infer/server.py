@@ -65,6 +65,10 @@ def _number(body: dict, name: str, kind, lo, hi, default):
     return kind(v)
 
 
+def asked_max_tokens(body: dict):
+    return body.get("max_tokens", body.get("max_completion_tokens"))
+
+
 def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len: int) -> SamplingParams:
     """A request's sampling settings. Without max_tokens: the model's default (Baichuan 2's 2048),
     at most half the context, so a model with a short context still takes a prompt."""
@@ -76,8 +80,7 @@ def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len
     if body.get("n", 1) != 1:
         raise ApiError(400, "only n=1 is supported", param="n")
     temperature = _number(body, "temperature", float, 0, 2, gen_defaults.temperature if gen_defaults.do_sample else 0)
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-    max_new = _number({"max_tokens": max_tokens}, "max_tokens", int, 1, cfg.max_new_tokens,
+    max_new = _number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, cfg.max_new_tokens,
                       min(gen_defaults.max_new_tokens, cfg.max_new_tokens, max(1, max_len // 2)))
     return SamplingParams(
         max_new_tokens=max_new, do_sample=temperature > 0, temperature=temperature or 1.0,
@@ -286,7 +289,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                 prompt = tokenizer.encode(text)
             else:
                 raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
-            if body.get("max_tokens", body.get("max_completion_tokens")) is None and len(prompt) < max_len:
+            if asked_max_tokens(body) is None and len(prompt) < max_len:
                 # no max_tokens asked for: a long prompt gets what is left of the context
                 params = replace(params, max_new_tokens=min(params.max_new_tokens, max_len - len(prompt)))
         req, queue = admit(prompt, params, asyncio.get_running_loop())
