@@ -129,11 +129,14 @@ def test_validation_errors_say_what_is_wrong(server):
         (json.dumps({**ok, "max_tokens": 60, "messages": [{"role": "user", "content": "很长的问题" * 200}]}), 400,
          "available"),
         (json.dumps({**ok, "n": 3}), 400, "n=1"),
+        (json.dumps({**ok, "stream": True, "stream_options": "yes"}), 400, "'stream_options' must be an object"),
     ]
+    before = server.cfg.stats["requests"]
     for body, status, text in cases:
         r = httpx.post(url, content=body, headers=h)
         assert r.status_code == status, (body, r.text)
         assert text in r.json()["error"]["message"], r.text
+    assert server.cfg.stats["requests"] == before   # nothing refused reached the engine
     assert httpx.post(url, json=ok).status_code == 401
     assert httpx.post(url, json=ok, headers={"Authorization": "Bearer wrong"}).status_code == 401
     big = httpx.post(url, content=b"x" * (2 << 20), headers=h)

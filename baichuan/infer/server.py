@@ -292,6 +292,9 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             if asked_max_tokens(body) is None and len(prompt) < max_len:
                 # no max_tokens asked for: a long prompt gets what is left of the context
                 params = replace(params, max_new_tokens=min(params.max_new_tokens, max_len - len(prompt)))
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):  # checked before admit: a refused request must not run
+            raise ApiError(400, "'stream_options' must be an object", param="stream_options")
         req, queue = admit(prompt, params, asyncio.get_running_loop())
         rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         created = int(time.time())
@@ -306,10 +309,6 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                     "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
 
         if body.get("stream"):
-            options = body.get("stream_options") or {}
-            if not isinstance(options, dict):
-                raise ApiError(400, "'stream_options' must be an object", param="stream_options")
-
             async def events():
                 first = True
                 async for delta, finish in pieces(request, req, queue, params):
