@@ -95,13 +95,42 @@ def test_cpu_engine_stores_fp32_weights_column_major_with_equal_logits(arch, tmp
     bf16 = small_model(arch).to(torch.bfloat16)                        # bf16 is slower column-major: untouched
     Engine(bf16, max_batch=2, max_len=32)
     assert all(m.weight.is_contiguous() for m in bf16.modules() if isinstance(m, torch.nn.Linear))
+    compiled = small_model(arch)                                       # so is a compiled engine's (cpu.py)
+    Engine(compiled, max_batch=2, max_len=32, compile=True)
+    assert all(m.weight.is_contiguous() for m in compiled.modules() if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
+    """Up to FEW_ROWS rows, a weight product compiles to inductor's own reduction (no call to
+    the BLAS), which reads its input from a buffer rather than recomputing it for each output
+    row; past that it stays a BLAS product. Either way the result is the product's."""
+    from torch._inductor.utils import run_and_get_code
+    from baichuan.infer.cpu import FEW_ROWS, decode_backend
+
+    def norm_then_linear(x, w):  # a pointwise producer, which inductor would otherwise inline
+        return torch.nn.functional.linear(x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True)).to(x.dtype), w)
+    w = torch.randn(96, 64, dtype=dtype)
+    for rows in (1, 3, FEW_ROWS, FEW_ROWS + 1):
+        x = torch.randn(rows, 64, dtype=dtype)
+        torch._dynamo.reset()
+        with torch.inference_mode():
+            out, code = run_and_get_code(torch.compile(norm_then_linear, dynamic=False, backend=decode_backend), x, w)
+            want = norm_then_linear(x.float(), w.float()).to(dtype)
+        code = "\n".join(code)
+        assert ("extern_kernels.mm" in code) == (rows > FEW_ROWS), rows
+        if rows <= FEW_ROWS:  # the norm is computed before the loop over the 96 outputs, not inside it
+            loop = code[code.index("<static_cast<int64_t>(96L)"):]
+            assert "sqrt" not in loop[:loop.index("''')")]
+        torch.testing.assert_close(out, want, **({} if dtype == torch.float32 else dict(rtol=2e-2, atol=8e-2)))
 
 
 def _compiled_code(fn, *args) -> str:
     from torch._inductor.utils import run_and_get_code
+    from baichuan.infer.cpu import decode_backend  # the engine's backend on a CPU
     torch._dynamo.reset()
     with torch.inference_mode():
-        return "\n".join(run_and_get_code(torch.compile(fn, dynamic=False), *args)[1])
+        return "\n".join(run_and_get_code(torch.compile(fn, dynamic=False, backend=decode_backend), *args)[1])
 
 
 def test_compiled_decode_writes_the_cache_in_place():

@@ -17,8 +17,10 @@ and sampling kind). Either way a step attends over the slots the longest row fil
 64 (on CUDA to 64 times a power of two: a graph per span), not over whole rows. Prefill stays
 eager (prompt lengths vary).
 
-On a CPU the engine stores the model's fp32 Linear weights column-major (`column_major_weights`),
-in place: the model computes the same, but a later cast to bf16 on the CPU keeps the layout.
+On a CPU the decode step's weight products are bandwidth-bound and MKL reads them on one core
+(cpu.py): eager, the engine stores the model's fp32 Linear weights column-major, in place (the
+model computes the same, but a later cast to bf16 on the CPU keeps the layout); compiled, the
+products of a few rows become reductions that inductor spreads over all cores.
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
@@ -39,6 +41,7 @@ from typing import Callable, Iterator
 import torch
 
 from baichuan.errors import BaichuanError
+from baichuan.infer.cpu import column_major_weights, decode_backend
 from baichuan.infer.sampling import SamplerState, SamplingParams, sample
 from baichuan.model import Baichuan, KVCache, NormHead
 
@@ -61,22 +64,6 @@ class Request:
     @property
     def done(self) -> bool:
         return self.finish_reason is not None
-
-
-def column_major_weights(model: torch.nn.Module) -> None:
-    """Store each fp32 Linear weight on the CPU column-major (the same [out, in] tensor, its
-    transpose contiguous), in place. `F.linear` then hands MKL a plain [in, out] product, which
-    reads the weights 1.75x faster at batch 1 than the transposed product of the row-major
-    layout (the `small` preset's 21 matrices per token: 4.4 -> 2.5 ms) and 1.15x faster at 64
-    rows, with equal results. Values, shapes and saved files (written contiguous) are unchanged.
-    bf16 is the opposite (5x slower column-major): it stays as it is, but a model cast to bf16
-    after this keeps the column-major strides (cast a fresh copy instead)."""
-    with torch.no_grad():
-        for m in model.modules():
-            w = getattr(m, "weight", None)
-            if (isinstance(m, (torch.nn.Linear, NormHead)) and w.dtype == torch.float32 and w.device.type == "cpu"
-                    and w.dim() == 2 and w.is_contiguous() and w.shape[0] > 1):
-                w.data = w.data.t().contiguous().t()
 
 
 def _round64(n: int) -> int:
@@ -106,7 +93,7 @@ class Engine:
         self.cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and not compile:
             column_major_weights(model)
         self.compiled = compile
         self._decode = self._decode_rows
@@ -130,7 +117,7 @@ class Engine:
             limit = torch._dynamo.config.recompile_limit
             torch._dynamo.config.recompile_limit = max(limit, variants + 2)
             self._decode = torch.compile(self._decode_rows, dynamic=False,
-                                         mode="reduce-overhead" if cuda else None)
+                                         **dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend))
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
