@@ -116,8 +116,8 @@ class Engine:
             variants = 3 * len({self._row_count(n) for n in range(1, max_batch + 1)})
             limit = torch._dynamo.config.recompile_limit
             torch._dynamo.config.recompile_limit = max(limit, variants + 2)
-            self._decode = torch.compile(self._decode_rows, dynamic=False,
-                                         **dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend))
+            how = dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend)  # CPU: cpu.py
+            self._decode = torch.compile(self._decode_rows, dynamic=False, **how)
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
