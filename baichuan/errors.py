@@ -26,3 +26,19 @@ def bounded(kind=int, lo=None, hi=None):
             raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
         return value
     return parse
+
+
+def json_objects(lines, path):
+    """(line number, object) for each non-blank line of a JSON-lines file; a line that is not a
+    JSON object is a `BaichuanError` naming the file and line."""
+    import json
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BaichuanError(f"{path}:{n}: not a JSON line ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise BaichuanError(f"{path}:{n}: expected a JSON object, got {type(record).__name__}")
+        yield n, record

@@ -340,6 +340,9 @@ def test_bits_per_byte_equals_a_plain_computation(small_tokenizer, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"txt": "no"}\n', encoding="utf-8")
     with pytest.raises(BaichuanError, match=r"bad\.jsonl:2: expected an object with a string field"):
         read_texts(tmp_path / "bad.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n["a list"]\n{"text": \n', encoding="utf-8")
+    with pytest.raises(BaichuanError, match=r"bad\.jsonl:2: expected a JSON object, got list"):
+        read_texts(tmp_path / "bad.jsonl")
 
 
 # ------------------------------------------------------------------------------ the command

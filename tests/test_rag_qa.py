@@ -57,3 +57,6 @@ def test_questions_file_errors_name_the_line(tmp_path):
     bad.write_text(QUESTIONS.read_text(encoding="utf-8").splitlines()[0] + "\n{\"id\": \"x\"}\n", encoding="utf-8")
     with pytest.raises(BaichuanError, match=r"q.jsonl:2: field 'lang'"):
         load_questions(bad)
+    bad.write_text("\n[1, 2]\n", encoding="utf-8")               # valid JSON, not an object
+    with pytest.raises(BaichuanError, match=r"q.jsonl:2: expected a JSON object, got list"):
+        load_questions(bad)

@@ -16,7 +16,6 @@ score over silently fewer documents is not comparable.
 from __future__ import annotations
 
 import gzip
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from baichuan.errors import BaichuanError
+from baichuan.errors import BaichuanError, json_objects
 from baichuan.eval.scoring import (
     HEAD_CHUNK_ELEMENTS,
     _batches,
@@ -51,14 +50,8 @@ def read_texts(path) -> list[str]:
             if ".txt" in name:
                 return [f.read()]
             docs = []
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise BaichuanError(f"{path}:{n}: not a JSON line ({e.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            for n, record in json_objects(f, path):
+                if not isinstance(record.get("text"), str):
                     raise BaichuanError(f"{path}:{n}: expected an object with a string field \"text\"")
                 docs.append(record["text"])
             return docs

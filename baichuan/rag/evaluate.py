@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from baichuan.errors import BaichuanError
+from baichuan.errors import BaichuanError, json_objects
 
 QA_DIR = Path(__file__).resolve().parent.parent / "corpus" / "qa"
 QUESTIONS = QA_DIR / "questions.jsonl"
@@ -27,13 +27,7 @@ QUESTION_FIELDS = ("id", "lang", "question", "answer", "doc_id", "file_hint", "e
 def load_questions(path: str | Path = QUESTIONS, required=QUESTION_FIELDS) -> list[dict]:
     out = []
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BaichuanError(f"{path}:{n}: not JSON ({e.msg})") from None
+        for n, item in json_objects(f, path):
             missing = [k for k in required if not isinstance(item.get(k), str) or not item[k]]
             if missing:
                 raise BaichuanError(f"{path}:{n}: field {missing[0]!r} must be a non-empty string")
