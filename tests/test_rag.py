@@ -256,6 +256,10 @@ def test_server_ask_endpoint(docs, tiny_model_dir):
         assert r.status_code == 200 and body["used_passages"][0]["file"] == "sanguo.txt" and body["prompt_tokens"]
         r = httpx.post(server.url + "/v1/ask", json={"question": "liquid nitrogen boiling point"}, headers=auth)
         assert r.json()["refused"] and r.json()["answer"] == "I don't know."
+        with httpx.stream("POST", server.url + "/v1/ask", json={"question": "liquid nitrogen boiling point",
+                                                                "stream": True}, headers=auth) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+        assert json.loads(lines[-2][6:])["answer"]["refused"] and lines[-1] == "data: [DONE]"  # as a generated stream
         with httpx.stream("POST", server.url + "/v1/ask", json={"question": "Who married Anne Hathaway?",
                                                                 "max_tokens": 8, "stream": True},
                           headers=auth, timeout=60) as r:

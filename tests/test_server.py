@@ -68,6 +68,9 @@ def client(server):
 
 
 def test_openai_client_chat_and_completions(server):
+    assert client(server).models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client(server).models.retrieve("gpt-4")
     c = client(server)
     assert [m.id for m in c.models.list()] == ["tiny"]
     r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "你好"}], max_tokens=8)
@@ -141,6 +144,11 @@ def test_validation_errors_say_what_is_wrong(server):
     assert httpx.post(url, json=ok, headers={"Authorization": "Bearer wrong"}).status_code == 401
     big = httpx.post(url, content=b"x" * (2 << 20), headers=h)
     assert big.status_code == 413
+    assert httpx.post(url, json={**ok, "n": None, "max_tokens": 2}, headers={"authorization": f"bearer {KEY}"}
+                      ).status_code == 200                               # the scheme is case-insensitive
+    for r, status in ((httpx.get(server.url + "/v1/nothing", headers=h), 404),
+                      (httpx.get(url, headers=h), 405)):                  # OpenAI's error shape here too
+        assert r.status_code == status and r.json()["error"]["message"], r.text
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     assert "baichuan_requests_total" in httpx.get(server.url + "/metrics").text
     assert "<textarea" in httpx.get(server.url + "/").text
@@ -247,6 +255,11 @@ def test_requests_without_max_tokens_fit_the_context(tiny_model_dir):
         assert 0 < r.usage.completion_tokens <= 128
         r = c.completions.create(model="tiny", prompt=list(range(3, 203)))
         assert r.usage.prompt_tokens == 200 and 0 < r.usage.completion_tokens <= 56
+        long = [{"role": "user", "content": "很长的问题" * 35}]    # over half the context: the reply gets the rest
+        r = c.chat.completions.create(model="tiny", messages=long)
+        assert r.usage.prompt_tokens > 128 and 0 < r.usage.completion_tokens <= 256 - r.usage.prompt_tokens
+        with pytest.raises(openai.BadRequestError, match="available"):  # asked for: honoured, or refused
+            c.chat.completions.create(model="tiny", messages=long, max_tokens=128)
     finally:
         s.close()
 
@@ -309,3 +322,54 @@ def test_serve_on_a_busy_port_is_one_line_before_loading(tmp_path, capsys):
         code = main(["serve", str(tmp_path / "no-model-needed"), "--port", str(port)])
     err = capsys.readouterr().err
     assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_an_engine_failure_is_an_error_not_a_reply(server, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("out of memory (injected)")
+    monkeypatch.setattr(server.engine, "_prefill", broken)
+    c = client(server)
+    before = server.cfg.stats["failed"]
+    with pytest.raises(openai.InternalServerError, match="generation failed"):
+        c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "你好"}], max_tokens=4)
+    with pytest.raises(openai.APIError, match="generation failed"):   # streamed: an error event, as OpenAI's
+        list(c.completions.create(model="tiny", prompt="床前", max_tokens=4, stream=True))
+    assert server.cfg.stats["failed"] == before + 2 and server.engine.busy == 0
+
+
+def test_a_client_that_gives_up_in_the_queue_frees_its_place():
+    from test_model import small_model
+    from baichuan.infer.sampling import SamplingParams
+    engine = Engine(small_model("baichuan-7b"), max_batch=1, max_len=64)
+    params = SamplingParams(max_new_tokens=20, eos_token_ids=(-1,))
+    running = engine.submit([5, 6, 7], params)
+    engine.step()
+    seen = []
+    queued = engine.submit([8, 9], params, sink=seen.append)
+    assert engine.busy == 2
+    engine.cancel(queued)          # before any step: the place is free at once
+    assert engine.busy == 1 and queued.finish_reason == "cancelled" and seen == [None]
+    while not running.done:
+        engine.step()
+    assert running.finish_reason == "length" and not queued.tokens
+
+
+def test_a_chunked_body_is_refused_as_it_arrives(server):
+    """Without a Content-Length the size limit must hold while the body comes in: the app stops
+    reading at 1 MiB, rather than taking 64 MiB into memory and refusing it afterwards."""
+    app = create_app(server.engine, server.tok, GenerationConfig(), ServerConfig(model_name="tiny", api_key=KEY))
+    received, sent = [], []
+
+    async def receive():
+        received.append(1)
+        return {"type": "http.request", "body": b"x" * (1 << 20), "more_body": len(received) < 64}
+
+    async def send(message):
+        sent.append(message)
+    path = "/v1/chat/completions"
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413 and len(received) <= 2

@@ -49,7 +49,7 @@ _ids = itertools.count()
 log = logging.getLogger("baichuan.infer")
 
 
-@dataclass
+@dataclass(eq=False)  # requests are compared by identity (queue removal)
 class Request:
     prompt: list[int]
     params: SamplingParams
@@ -138,9 +138,15 @@ class Engine:
         return req
 
     def cancel(self, req: Request) -> None:
-        """Stop a request (a client went away); its row is freed at the next step."""
+        """Stop a request (a client went away); its row is freed at the next step, and a request
+        still waiting gives up its place in the queue now."""
         with self.cond:
             req.cancelled = True
+            if req in self.waiting:
+                self.waiting.remove(req)
+                self._finish(req, "cancelled", [])
+                if req.sink is not None:
+                    req.sink(None)
             self.cond.notify()
 
     @property

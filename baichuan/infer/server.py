@@ -39,7 +39,10 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     max_question_chars: int = 4000    # /v1/ask; the prompt budget is checked in tokens as well
     stats: dict = field(default_factory=lambda: {"requests": 0, "rejected": 0, "completed": 0, "cancelled": 0,
-                                                  "prompt_tokens": 0, "completion_tokens": 0})
+                                                  "failed": 0, "prompt_tokens": 0, "completion_tokens": 0})
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no caching or proxy buffering of a stream
 
 
 class ApiError(Exception):
@@ -59,7 +62,7 @@ def _number(body: dict, name: str, kind, lo, hi, default):
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
-        raise ApiError(400, f"'{name}' must be a {'integer' if kind is int else 'number'}", param=name)
+        raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", param=name)
     if not lo <= v <= hi:
         raise ApiError(400, f"'{name}' must be between {lo} and {hi}, got {v}", param=name)
     return kind(v)
@@ -77,7 +80,7 @@ def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 4:
         raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise ApiError(400, "only n=1 is supported", param="n")
     temperature = _number(body, "temperature", float, 0, 2, gen_defaults.temperature if gen_defaults.do_sample else 0)
     max_new = _number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, cfg.max_new_tokens,
@@ -90,7 +93,9 @@ def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len
         stop=stop, eos_token_ids=(eos,), seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
-def chat_prompt(tok, body: dict, max_new: int, max_len: int) -> list[int]:
+def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
+    """The prompt's ids and the reply's token budget: `max_new`, or, when the client did not ask
+    for a length (`asked` False), less if the newest turn needs the room."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty list", param="messages")
@@ -115,11 +120,15 @@ def chat_prompt(tok, body: dict, max_new: int, max_len: int) -> list[int]:
     system = [m for m in clean if m["role"] == "system"][:1]
     newest = len(build_chat_input(tok, system + clean[last_user:], template=template, max_new_tokens=0,
                                   model_max_length=10 ** 9))
+    if newest > budget and not asked and newest < max_len:  # no length asked for: the reply gets what is left
+        max_new, budget = max_len - newest, newest
     if newest > budget:  # older turns may be dropped, as released; the newest one must fit whole
-        raise ApiError(400, f"the prompt needs {newest} tokens but {max_len} - max_tokens {max_new} = {budget} "
-                            f"are available", param="messages", code="context_length_exceeded")
+        room = f"{max_len} - max_tokens {max_new} = {budget} are available" if asked else f"the context is {max_len}"
+        raise ApiError(400, f"the prompt needs {newest} tokens but {room}", param="messages",
+                       code="context_length_exceeded")
     try:
-        return build_chat_input(tok, clean, template=template, max_new_tokens=max_new, model_max_length=max_len)
+        return build_chat_input(tok, clean, template=template, max_new_tokens=max_new,
+                                model_max_length=max_len), max_new
     except BaichuanError as e:
         raise ApiError(400, str(e), param="messages") from None
 
@@ -155,6 +164,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     """The FastAPI app; `index` (baichuan.rag.Index) enables POST /v1/ask."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="baichuan", docs_url=None, redoc_url=None)
     stats = cfg.stats
@@ -165,10 +175,15 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     async def api_error(_, e: ApiError):
         return JSONResponse(e.body(), status_code=e.status)
 
+    @app.exception_handler(StarletteHTTPException)  # unknown path, wrong method: OpenAI's error shape too
+    async def http_error(_, e: StarletteHTTPException):
+        return JSONResponse(ApiError(e.status_code, str(e.detail)).body(), status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
+
     def refusal(request: Request) -> JSONResponse | None:
         if request.url.path.startswith("/v1") and cfg.api_key:
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {cfg.api_key}".encode()):
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), cfg.api_key.encode()):
                 return JSONResponse(ApiError(401, "invalid or missing API key", "authentication_error").body(), 401)
         length = request.headers.get("content-length")
         if length and (not length.isdigit() or int(length) > cfg.max_body_bytes):
@@ -189,9 +204,11 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     app.add_middleware(Guard)
 
     async def read_body(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > cfg.max_body_bytes:
-            raise ApiError(413, f"request body over {cfg.max_body_bytes} bytes")
+        raw = bytearray()
+        async for part in request.stream():  # counted as it arrives: a chunked body has no length header
+            raw += part
+            if len(raw) > cfg.max_body_bytes:
+                raise ApiError(413, f"request body over {cfg.max_body_bytes} bytes")
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -248,6 +265,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                 delta = ""
                 for tok in toks:
                     if tok is None:
+                        if req.finish_reason == "error":
+                            raise ApiError(500, "generation failed; the server log has the cause", "server_error")
                         finish = "length" if req.finish_reason == "length" else "stop"
                         break
                     delta += text.add(tok)
@@ -265,6 +284,10 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             with lock:
                 stats["cancelled"] += 1
             raise
+        except ApiError:
+            with lock:
+                stats["failed"] += 1
+            raise
         with lock:
             stats["completed"] += 1
             stats["completion_tokens"] += len(text.ids)
@@ -278,7 +301,9 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         body = await read_body(request)
         params = sampling_from(body, gen_defaults, cfg, tokenizer.eos_id, max_len)
         if chat:
-            prompt = chat_prompt(tokenizer, body, params.max_new_tokens, max_len)
+            prompt, max_new = chat_prompt(tokenizer, body, params.max_new_tokens, max_len,
+                                          asked=asked_max_tokens(body) is not None)
+            params = replace(params, max_new_tokens=max_new)
         else:
             text = body.get("prompt")
             if isinstance(text, list) and len(text) == 1 and isinstance(text[0], (str, list)):
@@ -311,16 +336,20 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         if body.get("stream"):
             async def events():
                 first = True
-                async for delta, finish in pieces(request, req, queue, params):
-                    if delta or finish or first:
-                        yield f"data: {json.dumps(chunk(delta, finish, first), ensure_ascii=False)}\n\n"
-                        first = False
+                try:
+                    async for delta, finish in pieces(request, req, queue, params):
+                        if delta or finish or first:
+                            yield f"data: {json.dumps(chunk(delta, finish, first), ensure_ascii=False)}\n\n"
+                            first = False
+                except ApiError as e:  # the status is sent already: OpenAI clients raise on an error event
+                    yield f"data: {json.dumps(e.body())}\n\n"
+                    return
                 if options.get("include_usage"):  # OpenAI's last chunk: no choices, the request's usage
                     last = {**chunk("", None), "choices": [], "usage": usage(prompt, req)}
                     yield f"data: {json.dumps(last)}\n\n"
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                     headers=SSE_HEADERS)
         text, finish = [], "stop"
         async for delta, fin in pieces(request, req, queue, params):
             text.append(delta)
@@ -369,9 +398,9 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             result = prepared.to_dict()
             if not stream:
                 return result
-            events = [{"passages": []}, {"answer": result}]
-            return StreamingResponse((f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events),
-                                     media_type="text/event-stream")
+            events = [json.dumps(e, ensure_ascii=False) for e in ({"passages": []}, {"answer": result})] + ["[DONE]"]
+            return StreamingResponse((f"data: {e}\n\n" for e in events), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
         ids, used, lang = prepared
         req, queue = admit(ids, params, asyncio.get_running_loop())
         if not stream:
@@ -381,20 +410,32 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         async def events():
             yield f"data: {json.dumps({'passages': public_passages(used)}, ensure_ascii=False)}\n\n"
             text = []
-            async for delta, _ in pieces(request, req, queue, params):
-                if delta:
-                    text.append(delta)
-                    yield f"data: {json.dumps({'delta': delta}, ensure_ascii=False)}\n\n"
+            try:
+                async for delta, _ in pieces(request, req, queue, params):
+                    if delta:
+                        text.append(delta)
+                        yield f"data: {json.dumps({'delta': delta}, ensure_ascii=False)}\n\n"
+            except ApiError as e:
+                yield f"data: {json.dumps(e.body())}\n\n"
+                return
             result = finish("".join(text), ids, used, lang).to_dict()
             yield f"data: {json.dumps({'answer': result}, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
         return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers=SSE_HEADERS)
+
+    card = {"id": cfg.model_name, "object": "model", "created": 0, "owned_by": "baichuan", "context_length": max_len}
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": cfg.model_name, "object": "model", "created": 0,
-                                            "owned_by": "baichuan", "context_length": max_len}]}
+        return {"object": "list", "data": [card]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str):
+        if model != cfg.model_name:
+            raise ApiError(404, f"model {model!r} does not exist; this server serves {cfg.model_name!r}",
+                           param="model", code="model_not_found")
+        return card
 
     @app.get("/health")
     async def health():
