@@ -203,6 +203,8 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
 def atomic_dir(out_dir: Path, marker: str = "config.json"):
     """A temporary folder beside `out_dir` that replaces it on success and vanishes on failure.
     A non-empty `out_dir` without `marker` is not one of ours and is never overwritten."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BaichuanError(f"{out_dir}: exists and is not a folder; refusing to overwrite it")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / marker).exists():
         raise BaichuanError(f"{out_dir}: exists and is not a model directory; refusing to overwrite it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,9 @@ def _sampling(args, model_dir: str):
     from baichuan.generate import SamplingParams
     gen = load_generation_config(model_dir)
     return SamplingParams.from_generation_config(
-        gen, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, stop=args.stop or None, seed=args.seed,
-        do_sample=False if args.greedy else None)
+        gen, max_new_tokens=args.max_new_tokens, temperature=args.temperature or None, top_k=args.top_k,
+        top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop or None, seed=args.seed,
+        do_sample=False if args.greedy or args.temperature == 0 else None)  # temperature 0 is greedy, as in the API
 
 
 # -------------------------------------------------------------------------------- subcommands
@@ -70,13 +70,16 @@ def cmd_generate(args) -> None:
 
 def cmd_chat(args) -> None:
     from baichuan.generate import stream_text
-    from baichuan.tokenizer import build_chat_input, chat_template_for
+    from baichuan.tokenizer import chat_template_for, fit_chat
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
     params = _sampling(args, args.model)
     if args.max_new_tokens is None and params.max_new_tokens > model.cfg.max_len // 2:
         # the default (Baichuan 2's 2048) must leave room for the conversation in a short context
         params = dataclasses.replace(params, max_new_tokens=model.cfg.max_len // 2)
     template = args.template or chat_template_for(tok)
+    if args.system and template == "baichuan":
+        raise BaichuanError("--system needs the baichuan2 chat template: Baichuan-13B-Chat's format has no "
+                            "system prompt")
     messages = [{"role": "system", "content": args.system}] if args.system else []
     interactive = sys.stdin.isatty()
     if interactive:
@@ -94,11 +97,16 @@ def cmd_chat(args) -> None:
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line})
-        ids = build_chat_input(tok, messages, template=template, max_new_tokens=params.max_new_tokens,
-                               model_max_length=model.cfg.max_len)
+        try:  # without --max-new-tokens a long message takes room from the reply; with it, it is refused
+            ids, max_new = fit_chat(tok, messages, template, params.max_new_tokens, model.cfg.max_len,
+                                    shrink=args.max_new_tokens is None, length_name="--max-new-tokens")
+        except BaichuanError as e:
+            print(f"error: {e}; the message was not sent", file=sys.stderr)
+            messages.pop()
+            continue
         print("assistant> " if interactive else "", end="", flush=True)
         reply = []
-        for piece in stream_text(model, tok, ids, params):
+        for piece in stream_text(model, tok, ids, dataclasses.replace(params, max_new_tokens=max_new)):
             reply.append(piece)
             print(piece, end="", flush=True)
         print()
@@ -245,7 +253,7 @@ def cmd_ask(args) -> None:
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--temperature", type=float)
+    p.add_argument("--temperature", type=bounded(float, 0), help="0 = greedy")
     p.add_argument("--top-k", type=int)
     p.add_argument("--top-p", type=float)
     p.add_argument("--repetition-penalty", type=float)

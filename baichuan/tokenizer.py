@@ -364,6 +364,36 @@ def build_chat_input(tok: Tokenizer, messages: list[dict], template: str = "baic
     return CHAT_TEMPLATES[template](tok, messages, **kwargs)
 
 
+class ContextTooLong(BaichuanError):
+    """The prompt and the reply's budget do not fit the context (OpenAI's context_length_exceeded)."""
+
+
+def fit_chat(tok: Tokenizer, messages: list[dict], template: str, max_new_tokens: int, max_len: int,
+             shrink: bool = False, length_name: str = "max_new_tokens") -> tuple[list[int], int]:
+    """A conversation's prompt ids and the reply's token budget, for serving. Older turns may be
+    dropped to fit, as released, but the newest one (the system prompt and everything from the
+    last user message on) must fit whole before `max_new_tokens`: the released builders would cut
+    it from the left, losing the question. With `shrink` (the length was not asked for), a budget
+    that leaves the newest turn no room is lowered to what it leaves instead of refused."""
+    budget = max_len - max_new_tokens
+    if budget < 2 and not shrink:
+        raise ContextTooLong(f"{length_name} {max_new_tokens} leaves no room for a prompt in the {max_len}-token context")
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last_user is None:
+        raise BaichuanError("the conversation needs a user message")
+    system = [m for m in messages if m["role"] == "system"][:1]
+    newest = len(build_chat_input(tok, system + messages[last_user:], template=template, max_new_tokens=0,
+                                  model_max_length=10 ** 9))
+    if newest > budget and shrink and newest < max_len:
+        max_new_tokens, budget = max_len - newest, newest
+    if newest > budget:
+        room = f"the context is {max_len}" if shrink else \
+            f"{max_len} - {length_name} {max_new_tokens} = {budget} are available"
+        raise ContextTooLong(f"the prompt needs {newest} tokens but {room}")
+    return build_chat_input(tok, messages, template=template, max_new_tokens=max_new_tokens,
+                            model_max_length=max_len), max_new_tokens
+
+
 # -- training (spec §4, §7.3) -----------------------------------------------------------------
 
 RESERVED_FIRST, RESERVED_LAST, RESERVED_OFFSET = 12, 299, 89   # <reserved_N> has id N + 89

@@ -75,6 +75,29 @@ def test_chat_answers_each_turn(tiny_model_dir, capsys, monkeypatch):
     assert len(out.splitlines()) == 2
 
 
+def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch):
+    """The released builders cut a prompt from the left, which could drop the question itself. A
+    message that does not fit before --max-new-tokens is refused and the session goes on; without
+    --max-new-tokens a long message takes room from the reply instead."""
+    code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "240", "--greedy"], capsys,
+                         stdin="很长的问题" * 10 + "\n你好\n/exit\n", monkeypatch=monkeypatch)
+    assert code == 0 and "the message was not sent" in err and "240" in err
+    assert out.count("\n") == 1                                      # the short one was answered
+    code, out, err = run(["chat", str(tiny_model_dir), "--greedy"], capsys,
+                         stdin="很长的问题" * 35 + "\n/exit\n", monkeypatch=monkeypatch)
+    assert code == 0 and out.count("\n") == 1 and not err, err         # ~180 of 256 tokens: answered
+    code, _, err = run(["chat", str(tiny_model_dir), "--system", "be brief", "--template", "baichuan"], capsys,
+                       stdin="", monkeypatch=monkeypatch)
+    assert code == 1 and "--system needs the baichuan2 chat template" in err
+
+
+def test_temperature_zero_is_greedy(tiny_model_dir, capsys):
+    args = ["generate", str(tiny_model_dir), "床前明月光，", "--max-new-tokens", "8"]
+    code, zero, err = run(args + ["--temperature", "0"], capsys)
+    assert code == 0, err
+    assert zero == run(args + ["--greedy"], capsys)[1]
+
+
 def test_chat_default_length_fits_a_short_context(tiny_model_dir, tmp_path, capsys, monkeypatch):
     """Directories written here default to half the context; a released generation_config.json
     (2048 new tokens) on a short-context model still chats, with the reply capped at half."""

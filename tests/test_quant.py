@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -388,6 +389,15 @@ def test_quantize_dir_errors(tmp_path):
     (tmp_path / "notes" / "keep.txt").write_text("x")
     with pytest.raises(BaichuanError, match="refusing to overwrite"):
         quantize_dir(src, tmp_path / "notes", "int8")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BaichuanError, match="afile: exists and is not a folder"):
+        quantize_dir(src, tmp_path / "afile", "int8")
+    other = save_pretrained(tiny(), tmp_path / "other")                 # a full-precision model is never replaced
+    with pytest.raises(BaichuanError, match="holds a full-precision model"):
+        quantize_dir(src, other, "int8")
+    assert quantize_dir(src, q, "int4", 32) == q and json.loads((q / "config.json").read_text()
+                                                                )["quantization_config"]["bits"] == 4  # re-run: replaced
+    assert quant.default_out_dir(".", "int8") == Path.cwd().parent / f"{Path.cwd().name}-int8"
     cfg = json.loads((src / "config.json").read_text())
     cfg["intermediate_size"] = 128
     (src / "config.json").write_text(json.dumps(cfg))

@@ -25,7 +25,7 @@ from baichuan.errors import BaichuanError
 from baichuan.infer.engine import Engine
 from baichuan.infer.sampling import SamplingParams
 from baichuan.infer.textstream import TextStream
-from baichuan.tokenizer import build_chat_input, chat_template_for
+from baichuan.tokenizer import ContextTooLong, chat_template_for, fit_chat
 
 WEB_PAGE = Path(__file__).parent / "web" / "chat.html"
 
@@ -111,24 +111,10 @@ def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True)
         clean.append({"role": m["role"], "content": content})
     if clean[-1]["role"] == "system" or not any(m["role"] == "user" for m in clean):
         raise ApiError(400, "messages need at least one user message", param="messages")
-    template = chat_template_for(tok)
-    budget = max_len - max_new
-    if budget < 2:
-        raise ApiError(400, f"max_tokens {max_new} leaves no room for a prompt in the {max_len}-token context",
-                       param="max_tokens", code="context_length_exceeded")
-    last_user = max(i for i, m in enumerate(clean) if m["role"] == "user")
-    system = [m for m in clean if m["role"] == "system"][:1]
-    newest = len(build_chat_input(tok, system + clean[last_user:], template=template, max_new_tokens=0,
-                                  model_max_length=10 ** 9))
-    if newest > budget and not asked and newest < max_len:  # no length asked for: the reply gets what is left
-        max_new, budget = max_len - newest, newest
-    if newest > budget:  # older turns may be dropped, as released; the newest one must fit whole
-        room = f"{max_len} - max_tokens {max_new} = {budget} are available" if asked else f"the context is {max_len}"
-        raise ApiError(400, f"the prompt needs {newest} tokens but {room}", param="messages",
-                       code="context_length_exceeded")
     try:
-        return build_chat_input(tok, clean, template=template, max_new_tokens=max_new,
-                                model_max_length=max_len), max_new
+        return fit_chat(tok, clean, chat_template_for(tok), max_new, max_len, shrink=not asked, length_name="max_tokens")
+    except ContextTooLong as e:
+        raise ApiError(400, str(e), param="messages", code="context_length_exceeded") from None
     except BaichuanError as e:
         raise ApiError(400, str(e), param="messages") from None
 

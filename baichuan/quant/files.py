@@ -99,7 +99,16 @@ def save_quantized(model: Baichuan, out_dir: str | Path, tokenizer=None,
 def default_out_dir(src_dir: str | Path, mode: str, group_size: int = 128) -> Path:
     """Where `baichuan quantize` writes by default: beside the source, the mode in the name."""
     src = Path(src_dir)
+    if src.name in ("", ".."):  # "." and ".." name no folder
+        src = src.resolve()
     return src.parent / (f"{src.name}-int8" if mode == "int8" else f"{src.name}-int4-g{group_size}")
+
+
+def _full_precision_model(folder: Path) -> bool:
+    try:
+        return "quantization_config" not in json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):  # no config.json, or not one of ours: atomic_dir decides
+        return False
 
 
 def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", group_size: int = 128,
@@ -116,6 +125,9 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
     if a == b or a in b.parents or b in a.parents:  # the output replaces its folder: the source would be lost
         raise BaichuanError(f"{out_dir}: the output folder would replace the model being quantized ({src}); "
                             "choose another --out")
+    if _full_precision_model(out_dir):
+        raise BaichuanError(f"{out_dir}: holds a full-precision model, which a quantized copy would replace; "
+                            "choose another --out (an earlier quantized output is replaced)")
     cfg = load_config(src)
     if "quantization_config" in json.loads((src / "config.json").read_text(encoding="utf-8")):
         raise BaichuanError(f"{src / 'config.json'}: the model is already quantized (field 'quantization_config'); "
