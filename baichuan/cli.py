@@ -122,6 +122,12 @@ def cmd_info(args) -> None:
     files = weight_files(Path(args.model))
     print(cfg.describe())
     print(f"weights: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e9:.2f} GB")
+    from baichuan.quant import read_quantization_config
+    qc = read_quantization_config(args.model)
+    if qc:
+        group = f", groups of {qc['group_size']}, {'symmetric' if qc['symmetric'] else 'asymmetric'}" \
+            if qc["bits"] == 4 else ""
+        print(f"quantized: int{qc['bits']} weight-only{group}; modules {', '.join(qc.get('modules') or [])}")
     print(f"generation defaults: {load_generation_config(args.model).to_dict()}")
 
 

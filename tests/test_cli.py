@@ -121,6 +121,8 @@ def test_quantize_then_generate_and_eval(tiny_model_dir, tmp_path, capsys, mode)
     assert code == 0 and str(out) in printed, err
     code, text, err = run(["generate", str(out), "床前明月光，", "--max-new-tokens", "6", "--greedy"], capsys)
     assert code == 0 and text.strip(), err
+    code, text, err = run(["info", str(out)], capsys)
+    assert code == 0 and f"quantized: {mode} weight-only" in text, err
     doc = tmp_path / "doc.txt"
     doc.write_text("子曰：学而时习之，不亦说乎？有朋自远方来，不亦乐乎？", encoding="utf-8")
     code, table, err = run(["eval", str(out), "--tasks", "bpb", "--text", str(doc), "--out", str(tmp_path / "ev")],
