@@ -20,6 +20,7 @@ from baichuan.config import preset
 from baichuan.errors import BaichuanError
 from baichuan.eval.bpb import bits_per_byte, bits_per_byte_files, read_texts
 from baichuan.eval.data import load_benchmark, resolve_data_dir
+from baichuan.eval import harness
 from baichuan.eval.harness import plan_benchmark, run_eval
 from baichuan.eval.protocols import ContinuationEncoder, letter_ids, template
 from baichuan.eval.report import format_table, write_results
@@ -272,6 +273,16 @@ def test_missing_and_malformed_files_are_clear_errors(data, tmp_path, monkeypatc
         load_benchmark("cmmlu", root, ["agronomy"])
     with pytest.raises(BaichuanError, match="no subject 'nope'"):
         load_benchmark("mmlu", data, ["nope"])
+    tables = root / "cmmlu" / "categories.json"                      # a mapping of the wrong shape names its field
+    good = json.loads(tables.read_text(encoding="utf-8"))
+    for broken, field in (([1, 2], "subcategories"), ({**good, "categories": {"STEM": "x"}}, "categories"),
+                          ({k: v for k, v in good.items() if k != "name_en2zh"}, "name_en2zh")):
+        tables.write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(BaichuanError, match=rf"categories\.json: field '{field}' must map"):
+            load_benchmark("cmmlu", root, ["agronomy"])
+    tables.write_text(json.dumps({**good, "name_en2zh": {}}), encoding="utf-8")
+    with pytest.raises(BaichuanError, match="subject 'agronomy' has no entry in 'name_en2zh'"):
+        load_benchmark("cmmlu", root, ["agronomy"])
     monkeypatch.delenv("BAICHUAN_EVALDATA", raising=False)
     with pytest.raises(BaichuanError, match="pass --data DIR or set BAICHUAN_EVALDATA"):
         resolve_data_dir(None)
@@ -308,6 +319,22 @@ def test_results_record_the_run_and_write_json_markdown_png(data, small_tokenize
         run_eval(model, small_tokenizer, ["mmlu"], data, subjects=["abstract_algebra", "nope"], progress=False)
     with pytest.raises(BaichuanError, match="unknown protocol"):
         run_eval(model, small_tokenizer, ["mmlu"], data, protocol="helm", progress=False)
+    root = copy_subset(data, tmp_path, "ceval", ["subject_mapping.json", "dev/computer_network_dev.csv",
+                                                 "val/computer_network_val.csv"])
+    copy_subset(data, tmp_path, "mmlu", ["categories.json", "dev/anatomy_dev.csv", "test/anatomy_test.csv"])
+    dev = root / "mmlu" / "dev" / "anatomy_dev.csv"
+    dev.write_bytes(b"\n".join(dev.read_bytes().split(b"\n")[:3]) + b"\n")
+    scored = []                                       # every task's data is checked before any scoring
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(harness, "evaluate_benchmark", lambda *a, **k: scored.append(a) or {})
+        with pytest.raises(BaichuanError, match=r"MMLU anatomy: 5 shots asked for, but "
+                                                r"mmlu/dev/anatomy_dev\.csv has 3 questions"):
+            run_eval(model, small_tokenizer, ["ceval", "mmlu"], root, subjects=["computer_network", "anatomy"],
+                     progress=False)
+    assert not scored
+    res["tasks"] = {k: {f: v for f, v in r.items() if f != "predictions"} for k, r in res["tasks"].items()}
+    write_results({**res, "tasks": {}, "bpb": {}}, tmp_path / "out")  # a run without predictions or chart
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.json", "results.md"}  # none stale
 
 
 # ------------------------------------------------------------------------------------ bits per byte
@@ -373,6 +400,15 @@ def test_eval_command_mc_bpb_and_tokenizer(data, tiny_model_dir, tmp_path, capsy
         command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "tokenizer", "--baichuan-assets", "/nonexistent"]))
     with pytest.raises(BaichuanError, match="unknown task 'mmmlu'"):
         command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "mmmlu"]))
+    (tmp_path / "afile").write_text("x")
+    for argv, message in ((["--out", str(tmp_path / "afile" / "sub")], "--out .*cannot be a folder"),
+                          (["--predictions"], "--predictions needs --out"),
+                          (["--subjects", ","], "--subjects: no subject given")):
+        with pytest.raises(BaichuanError, match=message):  # refused before the model loads or anything is scored
+            command.run(parser.parse_args([str(tiny_model_dir), "--tasks", "mmlu", "--data", str(data), *argv]))
+    for option in ("--context", "--max-tokens"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([str(tiny_model_dir), option, "0"])
 
 
 def test_speedrun_style_evaluate_skips_multiple_choice_without_data(tiny_model_dir, monkeypatch):

@@ -114,7 +114,7 @@ def bits_per_byte(model, tokenizer, texts: Iterable[str], context: int | None = 
     eos = tokenizer.eos_id
     texts = [t for t in texts if t]
     if not texts:
-        raise BaichuanError("bits_per_byte: no text to score")
+        raise BaichuanError(f"{desc}: no text to score")
     encoded = tokenizer.encode_batch(texts)
     if max_tokens is not None:
         kept, total = 0, 0
@@ -125,6 +125,8 @@ def bits_per_byte(model, tokenizer, texts: Iterable[str], context: int | None = 
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     windows = [w for ids in encoded for w in _windows([eos] + ids, context)]
     tokens = sum(len(t) for _, t in windows)
+    if not tokens:
+        raise BaichuanError(f"{desc}: no tokens to score")
     device = model_device(model)
     was_training = getattr(model, "training", False)
     model.eval()

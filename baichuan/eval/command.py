@@ -103,8 +103,8 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=bounded(int, 1), help="score only the first N questions of each subject")
     p.add_argument("--text", nargs="+", metavar="FILE", help="bpb / tokenizer: .txt or .jsonl (\"text\") files or "
                    "folders (default: the bundled held-out zh/en text)")
-    p.add_argument("--max-tokens", type=int, help="bpb: score whole documents up to about N tokens per text")
-    p.add_argument("--context", type=int, help="context length in tokens (default: the model's)")
+    p.add_argument("--max-tokens", type=bounded(int, 1), help="bpb: score whole documents up to about N tokens per text")
+    p.add_argument("--context", type=bounded(int, 2), help="context length in tokens (default: the model's)")
     p.add_argument("--batch-tokens", type=bounded(int, 1), default=32768, help="tokens per forward batch (default 32768)")
     p.add_argument("--seed", type=int, default=1234, help="shot shuffle of the baichuan protocol's C-Eval prompts")
     p.add_argument("--no-share-prefix", action="store_true", help="run every prompt whole (no shared few-shot K/V)")
@@ -121,6 +121,7 @@ def run(args) -> dict:
     import torch
 
     from baichuan.checkpoint import is_model_dir, load_pretrained
+    from baichuan.data.writers import atomic_write_text
     from baichuan.eval.report import format_table, write_results
     from baichuan.eval.tokenizer_report import format_report
     from baichuan.tokenizer import Tokenizer
@@ -134,6 +135,17 @@ def run(args) -> dict:
     path = Path(args.model)
     if not path.is_dir():
         raise BaichuanError(f"{path}: no such model directory")
+    if args.predictions and not args.out:
+        raise BaichuanError("--predictions needs --out (predictions.jsonl is written there)")
+    subjects = [s.strip() for s in args.subjects.split(",") if s.strip()] if args.subjects is not None else None
+    if subjects == []:
+        raise BaichuanError("--subjects: no subject given")
+    if args.out:  # checked before the model loads: a run must not end in an unwritable folder
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BaichuanError(f"--out {out}: cannot be a folder ({e.strerror})") from None
     tokenizer = Tokenizer.load(path)
     texts = file_texts(args.text) if args.text else None
     results: dict = {}
@@ -142,7 +154,6 @@ def run(args) -> dict:
             raise BaichuanError(f"{path}: not a model directory (needs config.json and weights)")
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = load_pretrained(path, device=device, dtype=getattr(torch, args.dtype) if args.dtype else None)
-        subjects = [s.strip() for s in args.subjects.split(",")] if args.subjects else None
         results = evaluate(model, tokenizer, [t for t in tasks if t != "tokenizer"], data_dir=args.data,
                            protocol=args.protocol, shots=args.shots, subjects=subjects, limit_per_subject=args.limit,
                            texts=texts, batch_tokens=args.batch_tokens, context=args.context, seed=args.seed,
@@ -150,16 +161,13 @@ def run(args) -> dict:
                            keep_predictions=args.predictions, bpb_max_tokens=args.max_tokens)
         print(format_table(results))
     if "tokenizer" in tasks:
-        rows = tokenizer_report(tokenizer, texts, args.baichuan_assets, name=path.name)
+        rows = tokenizer_report(tokenizer, texts, args.baichuan_assets, name=path.resolve().name)
         results["tokenizer"] = rows
         print(format_report(rows))
     if args.out:
         paths = write_results(results, args.out) if results.get("tasks") or results.get("bpb") else {}
         if "tokenizer" in results:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "tokenizer_report.json").write_text(json.dumps(results["tokenizer"], indent=1, ensure_ascii=False),
-                                                      encoding="utf-8")
             paths["tokenizer"] = out / "tokenizer_report.json"
+            atomic_write_text(paths["tokenizer"], json.dumps(results["tokenizer"], indent=1, ensure_ascii=False))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return results

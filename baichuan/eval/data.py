@@ -145,15 +145,37 @@ def read_questions(path: Path, header: tuple[str, ...] | None, columns: tuple[in
 
 
 def _subject_tables(name: str, root: Path, files: dict) -> tuple[list[str], dict, dict]:
-    """(subjects, Chinese names, categories) from the benchmark's official mapping file."""
+    """(subjects, Chinese names, categories) from the benchmark's official mapping file, whose
+    shape is checked: a wrong one is an error naming the file and the field."""
+    def strings(v) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
     if name == "ceval":
-        mapping = _read_json(root, "ceval/subject_mapping.json", files)
+        rel = "ceval/subject_mapping.json"
+        mapping = _read_json(root, rel, files)
+        bad = next((s for s, v in mapping.items() if not strings(v) or len(v) < 3), None) \
+            if isinstance(mapping, dict) else ""
+        if bad is not None:
+            raise BaichuanError(f"{root / rel}: expected {{subject: [English name, Chinese name, category]}}"
+                                + (f"; entry {bad!r} is not" if bad else ""))
         return sorted(mapping), {s: v[1] for s, v in mapping.items()}, {s: [v[2]] for s, v in mapping.items()}
-    tables = _read_json(root, f"{name}/categories.json", files)
+    rel = f"{name}/categories.json"
+    tables = _read_json(root, rel, files)
+    fields = ("subcategories", "categories") + (("name_en2zh",) if name == "cmmlu" else ())
+    for f in fields:
+        table = tables.get(f) if isinstance(tables, dict) else None
+        if not isinstance(table, dict) or not all(strings(v) or (f == "name_en2zh" and isinstance(v, str))
+                                                  for v in table.values()):
+            raise BaichuanError(f"{root / rel}: field {f!r} must map names to "
+                                + ("Chinese names" if f == "name_en2zh" else "lists of names"))
     subcats, cats = tables["subcategories"], tables["categories"]
     categories = {s: [c for sub in subs for c, members in cats.items() if sub in members]
                   for s, subs in subcats.items()}
-    names = tables.get("name_en2zh", {s: "" for s in subcats})
+    names = tables.get("name_en2zh", {}) if name == "cmmlu" else {s: "" for s in subcats}
+    for s in subcats:
+        if not categories[s] or s not in names:
+            raise BaichuanError(f"{root / rel}: subject {s!r} has " + ("no category" if not categories[s] else
+                                                                        "no entry in 'name_en2zh'"))
     return sorted(subcats), names, categories
 
 

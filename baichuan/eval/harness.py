@@ -259,9 +259,15 @@ def run_eval(model, tokenizer, tasks=TASKS, data_dir=None, protocol: str = "lm-e
                "dtype": str(param.dtype).removeprefix("torch.") if param is not None else None,
                "max_length": context, "limit_per_subject": limit_per_subject,
                "seed": seed if protocol == "baichuan" else None, "tasks": {}}
+    benches = {task: load_benchmark(task, data_dir, chosen, limit_per_subject) for task, chosen in per_task.items()}
+    for bench in benches.values():  # all data is read and checked before the first question is scored
+        few = next((s for s in bench.subjects if len(bench.shots[s]) < shots), None)
+        if few is not None:
+            raise BaichuanError(f"{bench.layout.title} {few}: {shots} shots asked for, but "
+                                f"{bench.layout.file.format(split=bench.layout.shot_split, subject=few)} has "
+                                f"{len(bench.shots[few])} questions")
     try:
-        for task, chosen in per_task.items():
-            bench = load_benchmark(task, data_dir, chosen, limit_per_subject)
+        for task, bench in benches.items():
             results["tasks"][task] = evaluate_benchmark(
                 model, tokenizer, bench, protocol, shots, context, seed, batch_tokens, share_prefix, progress,
                 keep_predictions)

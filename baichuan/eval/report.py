@@ -100,22 +100,28 @@ def plot_categories(results: dict, path) -> Path | None:
 
 
 def write_results(results: dict, out_dir) -> dict[str, Path]:
-    """results.json (predictions, when kept, go to predictions.jsonl instead), results.md, results.png."""
+    """results.json (predictions, when kept, go to predictions.jsonl instead), results.md,
+    results.png; each written whole or not at all, and a chart or predictions file left by an
+    earlier run that this one has none of is removed (it would not match the new results)."""
+    from baichuan.data.writers import atomic_write_text
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    paths = {"json": out / "results.json", "markdown": out / "results.md"}
     slim = {**results, "tasks": {k: {f: v for f, v in r.items() if f != "predictions"}
                                  for k, r in results.get("tasks", {}).items()}}
-    paths["json"] = out / "results.json"
-    paths["json"].write_text(json.dumps(slim, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["markdown"] = out / "results.md"
-    paths["markdown"].write_text(format_markdown(results), encoding="utf-8")
-    png = plot_categories(results, out / "results.png")
-    if png:
-        paths["chart"] = png
+    atomic_write_text(paths["json"], json.dumps(slim, indent=1, ensure_ascii=False))
+    atomic_write_text(paths["markdown"], format_markdown(results))
+    chart, predictions = out / "results.png", out / "predictions.jsonl"
+    tmp = chart.with_name(f".{chart.name}.tmp.png")
+    if plot_categories(results, tmp):
+        paths["chart"] = tmp.replace(chart)
+    else:
+        chart.unlink(missing_ok=True)
     if any("predictions" in r for r in results.get("tasks", {}).values()):
-        paths["predictions"] = out / "predictions.jsonl"
-        with open(paths["predictions"], "w", encoding="utf-8") as f:
-            for task, r in results["tasks"].items():
-                f.writelines(json.dumps({"task": task, **p}, ensure_ascii=False) + "\n" for p in r.get("predictions", []))
+        lines = [json.dumps({"task": task, **p}, ensure_ascii=False)
+                 for task, r in results["tasks"].items() for p in r.get("predictions", [])]
+        atomic_write_text(predictions, "\n".join(lines))
+        paths["predictions"] = predictions
+    else:
+        predictions.unlink(missing_ok=True)
     return paths
