@@ -76,6 +76,9 @@ def cmd_chat(args) -> None:
     if args.max_new_tokens is None and params.max_new_tokens > model.cfg.max_len // 2:
         # the default (Baichuan 2's 2048) must leave room for the conversation in a short context
         params = dataclasses.replace(params, max_new_tokens=model.cfg.max_len // 2)
+    if args.max_new_tokens is not None and args.max_new_tokens > model.cfg.max_len - 2:
+        raise BaichuanError(f"--max-new-tokens {args.max_new_tokens} leaves no room for a message in the "
+                            f"{model.cfg.max_len}-token context")
     template = args.template or chat_template_for(tok)
     if args.system and template == "baichuan":
         raise BaichuanError("--system needs the baichuan2 chat template: Baichuan-13B-Chat's format has no "

@@ -365,33 +365,53 @@ def build_chat_input(tok: Tokenizer, messages: list[dict], template: str = "baic
 
 
 class ContextTooLong(BaichuanError):
-    """The prompt and the reply's budget do not fit the context (OpenAI's context_length_exceeded)."""
+    """The prompt and the reply's budget do not fit the context (OpenAI's context_length_exceeded);
+    `field` is what to change: the messages, or the length asked for."""
+
+    def __init__(self, message: str, field: str = "messages"):
+        super().__init__(message)
+        self.field = field
 
 
 def fit_chat(tok: Tokenizer, messages: list[dict], template: str, max_new_tokens: int, max_len: int,
              shrink: bool = False, length_name: str = "max_new_tokens") -> tuple[list[int], int]:
-    """A conversation's prompt ids and the reply's token budget, for serving. Older turns may be
-    dropped to fit, as released, but the newest one (the system prompt and everything from the
-    last user message on) must fit whole before `max_new_tokens`: the released builders would cut
-    it from the left, losing the question. With `shrink` (the length was not asked for), a budget
-    that leaves the newest turn no room is lowered to what it leaves instead of refused."""
+    """A conversation's prompt ids and the reply's token budget, for serving: the system prompt,
+    the newest turn (from the last user message on) and as many whole earlier rounds as fit
+    before `max_new_tokens`, in the template's format. The released builders instead fill their
+    budget and cut from the left, which can cut into the system prompt or the question, and
+    Baichuan-13B-Chat's budget (at least half the context) can leave too little for the reply.
+    With `shrink` (no length was asked for), a budget that leaves the newest turn no room is
+    lowered to what it leaves, instead of refused."""
+    _check_messages(messages)
+    late = next((i for i, m in enumerate(messages) if m["role"] == "system" and i), None)
+    if late is not None:
+        raise BaichuanError(f"messages[{late}]: a system message is only allowed at index 0")
     budget = max_len - max_new_tokens
     if budget < 2 and not shrink:
-        raise ContextTooLong(f"{length_name} {max_new_tokens} leaves no room for a prompt in the {max_len}-token context")
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-    if last_user is None:
+        raise ContextTooLong(f"{length_name} {max_new_tokens} leaves no room for a prompt in the "
+                             f"{max_len}-token context", field=length_name)
+    starts = [i for i, m in enumerate(messages) if m["role"] == "user"]   # each round begins at a user message
+    if not starts:
         raise BaichuanError("the conversation needs a user message")
-    system = [m for m in messages if m["role"] == "system"][:1]
-    newest = len(build_chat_input(tok, system + messages[last_user:], template=template, max_new_tokens=0,
-                                  model_max_length=10 ** 9))
-    if newest > budget and shrink and newest < max_len:
-        max_new_tokens, budget = max_len - newest, newest
-    if newest > budget:
-        room = f"the context is {max_len}" if shrink else \
+    system = messages[:1] if messages[0]["role"] == "system" else []
+
+    def build(start: int) -> list[int]:  # whole rounds from `start`: nothing for the builder to cut
+        return build_chat_input(tok, system + messages[start:], template=template, max_new_tokens=0,
+                                model_max_length=10 ** 9)
+    ids = build(starts[-1])
+    if len(ids) > budget and shrink and len(ids) < max_len:
+        max_new_tokens, budget = max_len - len(ids), len(ids)
+    if len(ids) > budget:
+        room = (f"the {max_len}-token context leaves no room for a reply" if len(ids) >= max_len else
+                f"the context is {max_len}") if shrink else \
             f"{max_len} - {length_name} {max_new_tokens} = {budget} are available"
-        raise ContextTooLong(f"the prompt needs {newest} tokens but {room}")
-    return build_chat_input(tok, messages, template=template, max_new_tokens=max_new_tokens,
-                            model_max_length=max_len), max_new_tokens
+        raise ContextTooLong(f"the prompt needs {len(ids)} tokens but {room}")
+    for start in reversed(starts[:-1]):  # older rounds, newest first, while they fit
+        longer = build(start)
+        if len(longer) > budget:
+            break
+        ids = longer
+    return ids, max_new_tokens
 
 
 # -- training (spec §4, §7.3) -----------------------------------------------------------------

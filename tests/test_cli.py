@@ -89,6 +89,9 @@ def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch)
     code, _, err = run(["chat", str(tiny_model_dir), "--system", "be brief", "--template", "baichuan"], capsys,
                        stdin="", monkeypatch=monkeypatch)
     assert code == 1 and "--system needs the baichuan2 chat template" in err
+    code, _, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "255"], capsys, stdin="",
+                       monkeypatch=monkeypatch)
+    assert code == 1 and "leaves no room for a message in the 256-token context" in err
 
 
 def test_temperature_zero_is_greedy(tiny_model_dir, capsys):

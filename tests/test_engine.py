@@ -123,6 +123,10 @@ def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
             loop = code[code.index("<static_cast<int64_t>(96L)"):]
             assert "sqrt" not in loop[:loop.index("''')")]
         torch.testing.assert_close(out, want, **({} if dtype == torch.float32 else dict(rtol=2e-2, atol=8e-2)))
+    ints = torch.randint(-9, 9, (2, 8), dtype=torch.int32)                # integer products stay exact, as int32
+    torch._dynamo.reset()
+    got = torch.compile(torch.mm, dynamic=False, backend=decode_backend)(ints, ints.t().contiguous())
+    assert got.dtype == torch.int32 and torch.equal(got, ints @ ints.t())
 
 
 def _compiled_code(fn, *args) -> str:
@@ -219,3 +223,31 @@ def test_background_thread_delivers_events_to_sinks():
         assert all(len(r.tokens) == 8 for r in reqs)
     finally:
         engine.stop()
+
+
+def test_a_step_that_fails_part_way_still_delivers_what_it_did():
+    """Two prompts prefilled in separate batches: the first request ends there (one token), then
+    the second batch fails. The first must still hear that it finished; the second gets an error."""
+    model = small_model("baichuan-7b")
+    engine = Engine(model, max_batch=2, max_len=64, prefill_tokens=4)
+    prefill, calls = engine._prefill, []
+
+    def second_fails(reqs, events):
+        calls.append(reqs)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory (injected)")
+        return prefill(reqs, events)
+    engine._prefill = second_fails
+    heard = {0: [], 1: []}
+    done = threading.Event()
+    reqs = [engine.submit([5, 6, 7], SamplingParams(max_new_tokens=n, eos_token_ids=(-1,)),
+                          sink=lambda tok, i=i: (heard[i].append(tok), tok is None and heard[1 - i][-1:] == [None]
+                                                 and done.set()))
+            for i, n in enumerate((1, 5))]
+    engine.start()
+    try:
+        assert done.wait(10), heard
+    finally:
+        engine.stop()
+    assert len(calls) == 2 and heard[0][-1] is None and heard[1] == [None]
+    assert [r.finish_reason for r in reqs] == ["length", "error"] and len(reqs[0].tokens) == 1

@@ -393,8 +393,13 @@ def test_quantize_dir_errors(tmp_path):
     with pytest.raises(BaichuanError, match="afile: exists and is not a folder"):
         quantize_dir(src, tmp_path / "afile", "int8")
     other = save_pretrained(tiny(), tmp_path / "other")                 # a full-precision model is never replaced
-    with pytest.raises(BaichuanError, match="holds a full-precision model"):
+    with pytest.raises(BaichuanError, match="holds a model that a quantized copy would replace"):
         quantize_dir(src, other, "int8")
+    foreign = save_pretrained(tiny(), tmp_path / "foreign")        # nor a release quantized by another tool
+    cfg = json.loads((foreign / "config.json").read_text())
+    (foreign / "config.json").write_text(json.dumps({**cfg, "quantization_config": {"quant_method": "bitsandbytes"}}))
+    with pytest.raises(BaichuanError, match="holds a model that a quantized copy would replace"):
+        quantize_dir(src, foreign, "int8")
     assert quantize_dir(src, q, "int4", 32) == q and json.loads((q / "config.json").read_text()
                                                                 )["quantization_config"]["bits"] == 4  # re-run: replaced
     assert quant.default_out_dir(".", "int8") == Path.cwd().parent / f"{Path.cwd().name}-int8"

@@ -335,3 +335,39 @@ def test_too_small_vocab_for_the_characters_says_what_to_change(tmp_path):
     text.write_text("".join(chr(0x4E00 + i) for i in range(3000)) + "\n", encoding="utf-8")
     with pytest.raises(BaichuanError, match=r"vocab_size 1000 cannot hold the \d+ distinct characters.*raise vocab_size"):
         train_tokenizer([text], tmp_path / "out", vocab_size=1000, character_coverage=1.0, progress=False)
+
+
+@pytest.mark.parametrize("template", ["baichuan2", "baichuan"])
+def test_fit_chat_keeps_whole_rounds_the_system_prompt_and_room_for_the_reply(small_tokenizer, template):
+    """The released builders fill their budget and cut from the left (into the system prompt or a
+    question), and Baichuan-13B-Chat's budget of at least half the context can leave the reply
+    short. fit_chat keeps the newest turn and whole earlier rounds within max_len - max_new."""
+    from baichuan.tokenizer import ContextTooLong, fit_chat
+    tok = small_tokenizer
+    system = [{"role": "system", "content": "你是一个乐于助人的助手。"}] if template == "baichuan2" else []
+    rounds = [[{"role": "user", "content": f"第{i}个问题：" + "床前明月光" * (i + 1)},
+               {"role": "assistant", "content": "疑是地上霜。" * 3}] for i in range(4)]
+    messages = system + [m for r in rounds for m in r][:-1]          # ends with the fourth question
+
+    def whole(start):
+        return build_chat_input(tok, system + messages[start:], template=template, max_new_tokens=0,
+                                model_max_length=10 ** 9)
+    starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    sizes = [len(whole(i)) for i in starts]
+    assert sizes[0] > 150 > sizes[1] > sizes[2] > sizes[3], sizes   # the oldest round never fits, the others may
+    max_len, kept = 150, set()
+    for max_new in range(2, max_len - sizes[-1] + 1, 3):              # from three rounds down to the newest alone
+        ids, budget = fit_chat(tok, messages, template, max_new, max_len)
+        kept.add(len(ids))
+        fits = [i for i, n in zip(starts, sizes) if n <= max_len - max_new]
+        assert budget == max_new and ids == whole(fits[0]) and len(ids) + max_new <= max_len
+        if system:
+            assert ids[:len(tok.encode(system[0]["content"]))] == tok.encode(system[0]["content"])
+    assert kept == set(sizes[1:])
+    with pytest.raises(ContextTooLong, match=r"needs \d+ tokens but 150 - --max-new-tokens \d+ = \d+ are available"):
+        fit_chat(tok, messages, template, max_len - sizes[-1] + 1, max_len, length_name="--max-new-tokens")
+    ids, budget = fit_chat(tok, messages, template, max_len - sizes[-1] + 1, max_len, shrink=True)
+    assert ids == whole(starts[-1]) and budget == max_len - sizes[-1]      # the reply gets what is left
+    with pytest.raises(ContextTooLong) as e:
+        fit_chat(tok, messages, template, max_len - 1, max_len, length_name="max_tokens")
+    assert e.value.field == "max_tokens" and "leaves no room for a prompt" in str(e.value)

@@ -22,8 +22,11 @@ from baichuan.data.document import Document
 def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_umask() -> int:

@@ -11,6 +11,7 @@ The CLI adds the subcommand with `add_arguments(parser)` and calls `run(args)`; 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from baichuan.errors import BaichuanError, bounded
@@ -146,6 +147,8 @@ def run(args) -> dict:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise BaichuanError(f"--out {out}: cannot be a folder ({e.strerror})") from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise BaichuanError(f"--out {out}: not writable")
     tokenizer = Tokenizer.load(path)
     texts = file_texts(args.text) if args.text else None
     results: dict = {}

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -112,11 +113,14 @@ def write_results(results: dict, out_dir) -> dict[str, Path]:
     atomic_write_text(paths["json"], json.dumps(slim, indent=1, ensure_ascii=False))
     atomic_write_text(paths["markdown"], format_markdown(results))
     chart, predictions = out / "results.png", out / "predictions.jsonl"
-    tmp = chart.with_name(f".{chart.name}.tmp.png")
-    if plot_categories(results, tmp):
-        paths["chart"] = tmp.replace(chart)
-    else:
-        chart.unlink(missing_ok=True)
+    tmp = chart.with_name(f".{chart.stem}.tmp-{os.getpid()}.png")
+    try:
+        if plot_categories(results, tmp):
+            paths["chart"] = tmp.replace(chart)
+        else:
+            chart.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
     if any("predictions" in r for r in results.get("tasks", {}).values()):
         lines = [json.dumps({"task": task, **p}, ensure_ascii=False)
                  for task, r in results["tasks"].items() for p in r.get("predictions", [])]

@@ -32,6 +32,7 @@ Past `FEW_ROWS` the products stay with MKL.
 from __future__ import annotations
 
 import torch
+from torch._prims_common import make_contiguous_strides_for
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from baichuan.model import NormHead
@@ -59,8 +60,9 @@ def _few_rows_mm(a: torch.Tensor, b: torch.Tensor, *args, **kwargs):
     """aten.mm for inductor: [M, K] @ [K, N] with M <= FEW_ROWS as a reduction over K, built as
     [N, M] so that N is the outer loop (each weight row is read once for all M rows)."""
     from torch._inductor.decomposition import select_decomp_table
-    if not args and not kwargs and a.dtype == b.dtype and statically_known_true(a.shape[0] <= FEW_ROWS):
-        a = torch.ops.prims.inductor_force_stride_order.default(a, a.stride())
+    if (not args and not kwargs and a.is_floating_point() and a.dtype == b.dtype
+            and statically_known_true(a.shape[0] <= FEW_ROWS)):
+        a = torch.ops.prims.inductor_force_stride_order.default(a, make_contiguous_strides_for(a.shape))
         return (b.t().unsqueeze(1) * a.unsqueeze(0)).sum(2).t()
     return select_decomp_table()[torch.ops.aten.mm.default](a, b, *args, **kwargs)
 

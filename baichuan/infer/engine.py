@@ -93,6 +93,7 @@ class Engine:
         self.cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self._events: list = []
         if self.device.type == "cpu" and not compile:
             column_major_weights(model)
         self.compiled = compile
@@ -158,6 +159,7 @@ class Engine:
     def step(self) -> list[tuple[Request, int | None]]:
         """Admit what fits, decode every active row once; returns (request, token or None=finished)."""
         events: list[tuple[Request, int | None]] = []
+        self._events = events  # what a step that fails part-way has already done is still delivered
         for s, req in enumerate(self.slots):
             if req is not None and req.cancelled:
                 self._finish(req, "cancelled", events)
@@ -360,7 +362,7 @@ class Engine:
                 events = self.step()
             except Exception as e:  # noqa: BLE001 - a failed step must not leave clients waiting forever
                 log.exception("engine step failed: %s", e)
-                events = []
+                events = self._events
                 with self.cond:
                     pending = [r for r in self.slots if r is not None] + list(self.waiting)
                     self.waiting.clear()

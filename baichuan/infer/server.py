@@ -114,7 +114,7 @@ def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True)
     try:
         return fit_chat(tok, clean, chat_template_for(tok), max_new, max_len, shrink=not asked, length_name="max_tokens")
     except ContextTooLong as e:
-        raise ApiError(400, str(e), param="messages", code="context_length_exceeded") from None
+        raise ApiError(400, str(e), param=e.field, code="context_length_exceeded") from None
     except BaichuanError as e:
         raise ApiError(400, str(e), param="messages") from None
 
@@ -475,7 +475,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
         from baichuan.rag.index import load_index
         index = load_index(index_dir)
     engine = Engine(model, max_batch=max_batch, max_len=max_len, compile=compile)
-    cfg = ServerConfig(model_name=model_name or Path(model_dir).name, api_key=api_key, max_queue=max_queue)
+    cfg = ServerConfig(model_name=model_name or Path(model_dir).resolve().name, api_key=api_key, max_queue=max_queue)
     app = create_app(engine, tok, load_generation_config(model_dir), cfg, index=index)
     if compile:
         print("compiling the decode step ...")

@@ -104,11 +104,14 @@ def default_out_dir(src_dir: str | Path, mode: str, group_size: int = 128) -> Pa
     return src.parent / (f"{src.name}-int8" if mode == "int8" else f"{src.name}-int4-g{group_size}")
 
 
-def _full_precision_model(folder: Path) -> bool:
+def _other_model(folder: Path) -> bool:
+    """A model in `folder` that is not an earlier output of quantize_dir (full precision, or
+    quantized by another tool), which a quantized copy must not replace."""
     try:
-        return "quantization_config" not in json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):  # no config.json, or not one of ours: atomic_dir decides
+        qc = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("quantization_config")
+    except (OSError, ValueError, AttributeError):  # no config.json, or not a model's: atomic_dir decides
         return False
+    return not (isinstance(qc, dict) and qc.get("quant_method") == QUANT_METHOD)
 
 
 def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", group_size: int = 128,
@@ -125,9 +128,9 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
     if a == b or a in b.parents or b in a.parents:  # the output replaces its folder: the source would be lost
         raise BaichuanError(f"{out_dir}: the output folder would replace the model being quantized ({src}); "
                             "choose another --out")
-    if _full_precision_model(out_dir):
-        raise BaichuanError(f"{out_dir}: holds a full-precision model, which a quantized copy would replace; "
-                            "choose another --out (an earlier quantized output is replaced)")
+    if _other_model(out_dir):
+        raise BaichuanError(f"{out_dir}: holds a model that a quantized copy would replace (only an earlier "
+                            "output of `baichuan quantize` is replaced); choose another --out")
     cfg = load_config(src)
     if "quantization_config" in json.loads((src / "config.json").read_text(encoding="utf-8")):
         raise BaichuanError(f"{src / 'config.json'}: the model is already quantized (field 'quantization_config'); "
