@@ -75,4 +75,5 @@ def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     from torch._inductor.compile_fx import compile_fx
     from torch._inductor.decomposition import select_decomp_table
     with functorch_config.patch(enable_autograd_cache=False):
-        return compile_fx(gm, example_inputs, decompositions={**select_decomp_table(), torch.ops.aten.mm.default: _few_rows_mm})
+        table = {**select_decomp_table(), torch.ops.aten.mm.default: _few_rows_mm}
+        return compile_fx(gm, example_inputs, decompositions=table)

@@ -189,6 +189,10 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
 
     app.add_middleware(Guard)
 
+    def unknown_model(name) -> ApiError:
+        return ApiError(404, f"model {name!r} does not exist; this server serves {cfg.model_name!r}", param="model",
+                        code="model_not_found")
+
     async def read_body(request: Request) -> dict:
         raw = bytearray()
         async for part in request.stream():  # counted as it arrives: a chunked body has no length header
@@ -202,8 +206,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         if body.get("model") not in (None, cfg.model_name):
-            raise ApiError(404, f"model {body.get('model')!r} does not exist; this server serves "
-                                f"{cfg.model_name!r}", param="model", code="model_not_found")
+            raise unknown_model(body.get("model"))
         return body
 
     relays: dict = {}  # one per event loop (one in a server; tests may start several)
@@ -419,8 +422,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     @app.get("/v1/models/{model:path}")
     async def model(model: str):
         if model != cfg.model_name:
-            raise ApiError(404, f"model {model!r} does not exist; this server serves {cfg.model_name!r}",
-                           param="model", code="model_not_found")
+            raise unknown_model(model)
         return card
 
     @app.get("/health")
