@@ -104,6 +104,10 @@ def test_mixture_rates_hit_the_targets():
     assert mixture_rates(comp, None)["zh"]["a"] == 1.0
     with pytest.raises(BaichuanError, match="sum to 1"):
         mixture_rates(comp, {"lang": {"zh": 0.7, "en": 0.7}})
+    # adapt --replay 0: a language only the general source has gets nothing (it divided by zero)
+    replay0 = mixture_rates({"zh": {"domain": 100, "general": 50}, "en": {"general": 80}},
+                            {"source": {"domain": 1.0, "general": 0.0}})
+    assert replay0["en"]["general"] == 0 and replay0["zh"]["general"] == 0 and replay0["zh"]["domain"] == 1.5
     docs = [Document(text="x", id=str(i), meta={"lang": "zh", "source": "b"}) for i in range(4000)]
     copies = [mixture_copies(d, {"zh": {"b": 1.3}}, seed=0) for d in docs]
     assert set(copies) == {1, 2} and sum(copies) / len(copies) == pytest.approx(1.3, abs=0.03)

@@ -70,12 +70,15 @@ def test_bad_conversations_are_reported_by_line(tmp_path, small_tokenizer):
             {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "  "}]},
             {"conversations": [{"from": "human", "value": "写长一点"}, {"from": "gpt", "value": "长" * 500}]},
             "{broken",
-            {"conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "答"}]}]
+            {"conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "答"}]},
+            {"messages": 5}, {"conversations": True},                     # valid JSON of the wrong shape
+            {"messages": [{"role": ["user"], "content": "x"}, {"role": "assistant", "content": "y"}]}]
     f = write_jsonl(tmp_path / "chats.jsonl", rows)
     examples, report = load_chats(f, small_tokenizer, max_tokens=64)
-    assert report.lines == 6 and report.kept == 2 and len(examples) == 2
+    assert report.lines == 9 and report.kept == 2 and len(examples) == 2
     assert dict(report.dropped) == {"unknown_role:wizard": 1, "empty_assistant_turn": 1, "longer_than_context": 1,
-                                    "bad_json": 1}
+                                    "bad_json": 1, "messages_not_a_list": 1, "conversations_not_a_list": 1,
+                                    "unknown_role:['user']": 1}
     assert any(e.startswith(f"{f}:2:") for e in report.examples)
     assert f"dropped {f}:5: bad_json" in report.dropped_lines()   # what the training banner prints
     _, report = load_chats(f, small_tokenizer, max_tokens=64, on_long="truncate")
@@ -85,11 +88,15 @@ def test_bad_conversations_are_reported_by_line(tmp_path, small_tokenizer):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "1+1=?", "chosen": "2", "rejected": "3"},
                                                    {"prompt": "hi", "chosen": "same", "rejected": "same"},
                                                    {"prompt": "hi", "chosen": 5, "rejected": "x"},
-                                                   {"prompt": "hi", "rejected": "x"}])
+                                                   {"prompt": "hi", "rejected": "x"},
+                                                   {"prompt": "hi", "chosen": " ", "rejected": "x"},
+                                                   {"prompt": "长" * 60, "chosen": "好", "rejected": "坏"}])
     arrays, report = load_pairs(pairs, small_tokenizer, seq_len=32)
     assert arrays["tokens"].shape == (1, 2, 33)
     assert dict(report.dropped) == {"identical_answers": 1, "chosen_or_rejected_not_text": 1,
-                                    "chosen_or_rejected_missing": 1}
+                                    "chosen_or_rejected_missing": 1, "empty_answer": 1, "longer_than_context": 1}
+    _, report = load_pairs(pairs, small_tokenizer, seq_len=32, on_long="truncate")  # cut to the prompt: nothing left
+    assert report.kept == 1 and report.truncated == 0 and report.dropped["nothing_to_learn"] == 1
 
 
 SFT_ROWS = [{"messages": [{"role": "user", "content": f"{a}加{b}等于几？"}, {"role": "assistant", "content": f"等于{a + b}。"}]}

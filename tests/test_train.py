@@ -149,3 +149,35 @@ def test_shards_and_tokenizer_must_match_and_the_export_finds_it(tiny_tokens, ti
     (shards / "tokens.json").write_text(json.dumps({**manifest, "tokenizer_sha256": "0" * 64}))
     with pytest.raises(BaichuanError, match="is not the tokenizer the shards"):
         train(cfg(tiny_tokens, tmp_path / "run2", data=str(shards), steps=2, val_data={}, tokenizer=str(tiny_model_dir)))
+
+
+def test_settings_are_checked_before_any_work(tmp_path):
+    """A misspelled schedule failed after the warmup; zero intervals divided by zero; zero batches
+    trained nothing; --lora '{}' (the defaults) silently trained the whole model."""
+    def make(**kw):
+        return TrainConfig(data=str(tmp_path), out=str(tmp_path / "out"), **kw)
+    for kw, message in (({"schedule": "cosin"}, "schedule must be cosine, linear or constant"),
+                        ({"ckpt_every": 0}, "ckpt_every must be a whole number >= 1"),
+                        ({"log_every": 0}, "log_every must be"), ({"batch_size": 0}, "batch_size must be"),
+                        ({"grad_accum": 0}, "grad_accum must be"), ({"lr": 0.0}, "lr and dpo_beta > 0"),
+                        ({"lora": {"r": "8"}}, "r must be a whole number"), ({"lora": {"r": 8.5}}, "r must be"),
+                        ({"lora": {"dropout": 1.5}}, "dropout must be below 1"),
+                        ({"lora": {"targets": []}}, "targets must be a non-empty list"),
+                        ({"lora": {"targets": "W_pack"}}, "targets must be a non-empty list"),
+                        ({"lora": True}, "--lora must be a JSON object"),
+                        ({"quantize_base": "int4"}, "give lora settings too")):
+        with pytest.raises(BaichuanError, match=message):
+            make(**kw)
+    assert make(lora={}, quantize_base="int4").lora == {}     # {}: LoRA with add_lora's defaults, QLoRA allowed
+
+
+def test_resume_never_starts_over_in_the_same_folder(tiny_tokens, tmp_path, capsys):
+    """The earlier run's later checkpoints used to survive (and its earlier ones be pruned in their
+    place), so a later resume or --export-only picked up the old run."""
+    from baichuan.train.state import checkpoints
+    out = tmp_path / "run"
+    train(cfg(tiny_tokens, out, steps=6, ckpt_every=3))
+    train(cfg(tiny_tokens, out, steps=4, ckpt_every=2, resume="never"))
+    assert "removed 2 checkpoint(s) of an earlier run" in capsys.readouterr().out
+    assert [p.name for p in checkpoints(out / "checkpoints")] == ["step_00000002", "step_00000004"]
+    assert len(losses(out)) == 4                                     # the metrics are the new run's alone

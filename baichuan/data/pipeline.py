@@ -265,6 +265,9 @@ def mixture_rates(composition: dict, mixture: dict | None) -> dict:
         remainder = max(0.0, 1 - sum(listed.values())) if rest else 0.0
         norm = sum(listed.values()) + remainder  # shares of sources this language lacks go to the others
         for src, chars in srcs.items():
+            if not norm:  # every source of this language has share 0 (adapt --replay 0: general-only languages)
+                rates[lang][src] = 0.0
+                continue
             share = listed[src] / norm if src in listed else remainder / norm * chars / rest
             rates[lang][src] = target * share / chars if chars else 0.0
     return rates

@@ -23,7 +23,7 @@ def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+        tmp.write_text(text + ("" if not text or text.endswith("\n") else "\n"), encoding="utf-8")  # empty stays empty
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

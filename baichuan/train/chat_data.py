@@ -61,17 +61,18 @@ def parse_conversation(record) -> list[dict]:
     """A JSONL record -> [{"role", "content"}]; raises ValueError(reason) when it is not a chat."""
     if not isinstance(record, dict):
         raise ValueError("not_an_object")
-    if "messages" in record:
-        turns = [(m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
-                 for m in record["messages"] or []]
-    elif "conversations" in record:
-        turns = [(m.get("from"), m.get("value")) if isinstance(m, dict) else (None, None)
-                 for m in record["conversations"] or []]
-    else:
+    field, (role_key, content_key) = next(((f, k) for f, k in (("messages", ("role", "content")),
+                                                                ("conversations", ("from", "value")))
+                                           if f in record), (None, (None, None)))
+    if field is None:
         raise ValueError("no_messages")
+    if not isinstance(record[field] or [], list):
+        raise ValueError(f"{field}_not_a_list")
+    turns = [(m.get(role_key), m.get(content_key)) if isinstance(m, dict) else (None, None)
+             for m in record[field] or []]
     out = []
     for role, content in turns:
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise ValueError(f"unknown_role:{role}")
         if not isinstance(content, str):
             raise ValueError("content_not_a_string")
@@ -212,6 +213,8 @@ def load_pairs(path: str | Path, tok, seq_len: int, on_long: str = "skip", on_er
             raise ValueError("chosen_or_rejected_missing")
         if not all(isinstance(x, str) for x in (chosen, rejected)):
             raise ValueError("chosen_or_rejected_not_text")
+        if not chosen.strip() or not rejected.strip():
+            raise ValueError("empty_answer")
         if chosen.strip() == rejected.strip():
             raise ValueError("identical_answers")
         if isinstance(prompt, str):
@@ -220,14 +223,17 @@ def load_pairs(path: str | Path, tok, seq_len: int, on_long: str = "skip", on_er
             messages = parse_conversation({"messages": prompt + [{"role": "assistant", "content": "x"}]})[:-1]
         except TypeError:
             raise ValueError("bad_prompt") from None
-        pair = []
+        pair, cut = [], False
         for answer in (chosen, rejected):
             ids, labels = render(tok, messages + [{"role": "assistant", "content": answer}], eos_id)
             if len(ids) > width and on_long == "truncate":
-                ids, labels = ids[:width], labels[:width]
+                ids, labels, cut = ids[:width], labels[:width], True
             if len(ids) > width:
                 raise ValueError(f"longer_than_context ({len(ids)} > {width} tokens)")
+            if all(t == IGNORE for t in labels[1:]):  # the answer was cut away: no preference left to learn
+                raise ValueError("nothing_to_learn" + (" (after truncation)" if cut else ""))
             pair.append((ids, labels))
+        report.truncated += cut
         return pair
 
     rows, report = _load_lines(path, "preference data", on_error, parse)

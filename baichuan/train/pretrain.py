@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,24 @@ class TrainConfig:
     dpo_beta: float = 0.1
 
     def __post_init__(self):
+        """Every setting checked before any work (a bad schedule name used to surface after the warmup)."""
         if self.task not in ("pretrain", "sft", "dpo"):
             raise BaichuanError(f"task must be pretrain, sft or dpo, got {self.task!r}")
-        if self.quantize_base and not self.lora:
-            raise BaichuanError("quantize_base (QLoRA) trains adapters only: give lora settings too")
+        if self.lora is not None:
+            self.lora = _lora_settings(self.lora)
+        if self.quantize_base and self.lora is None:
+            raise BaichuanError("quantize_base (QLoRA) trains adapters only: give lora settings too "
+                                "(--lora '{}' for the defaults)")
         if self.on_long not in ("skip", "truncate") or self.on_error not in ("skip", "refuse"):
             raise BaichuanError("on_long must be skip or truncate; on_error must be skip or refuse")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise BaichuanError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
+        for name in ("seq_len", "batch_size", "grad_accum", "steps", "log_every", "eval_every", "eval_batches",
+                     "ckpt_every", "keep"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise BaichuanError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.warmup < 0 or not self.lr > 0 or not self.dpo_beta > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise BaichuanError("warmup must be >= 0, lr and dpo_beta > 0, min_lr_ratio in [0, 1]")
 
     def global_batch(self, world: int) -> int:
         return self.batch_size * world * self.grad_accum
@@ -194,17 +207,31 @@ def initial_model(mc: ModelConfig, cfg: TrainConfig) -> Baichuan:
         except BaichuanError as e:
             raise BaichuanError(f"--quantize-base {cfg.quantize_base}: {e}; choose a group size as "
                                 f"--quantize-base {mode}:GROUP") from None
-    if cfg.lora:
+    if cfg.lora is not None:
         from baichuan.train.lora import add_lora
         torch.manual_seed(cfg.seed)
-        add_lora(model, **_lora_kwargs(cfg.lora))
+        add_lora(model, **cfg.lora)
     return model.train()
 
 
-def _lora_kwargs(lora: dict) -> dict:
+def _lora_settings(lora) -> dict:
+    """--lora, checked: {} takes add_lora's defaults (r 8, alpha 16, dropout 0.05, all targets)."""
+    from baichuan.train.lora import TARGETS
     allowed = {"r", "alpha", "dropout", "targets"}
-    if set(lora) - allowed:
-        raise BaichuanError(f"lora settings: unknown {sorted(set(lora) - allowed)}; use {sorted(allowed)}")
+    if not isinstance(lora, dict) or set(lora) - allowed:
+        raise BaichuanError(f"--lora must be a JSON object with any of {sorted(allowed)}, got {json.dumps(lora)}")
+    r, alpha, dropout, targets = (lora.get(k) for k in ("r", "alpha", "dropout", "targets"))
+    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+        raise BaichuanError(f"--lora: r must be a whole number >= 1, got {json.dumps(r)}")
+    for name, v in (("alpha", alpha), ("dropout", dropout)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise BaichuanError(f"--lora: {name} must be a number >= 0, got {json.dumps(v)}")
+    if dropout is not None and dropout >= 1:
+        raise BaichuanError(f"--lora: dropout must be below 1, got {dropout}")
+    if targets is not None and (not isinstance(targets, list) or not targets
+                                or not all(isinstance(t, str) and t in TARGETS for t in targets)):
+        raise BaichuanError(f"--lora: targets must be a non-empty list of {', '.join(TARGETS)}, "
+                            f"got {json.dumps(targets)}")
     return lora
 
 
@@ -325,9 +352,9 @@ def train(cfg: TrainConfig) -> dict:
         full = initial_model(mc, cfg).state_dict() if rank == 0 else {}
         with torch.device("meta"):
             model = Baichuan(mc)
-        if cfg.lora:
+        if cfg.lora is not None:
             from baichuan.train.lora import add_lora
-            add_lora(model, **_lora_kwargs(cfg.lora))
+            add_lora(model, **cfg.lora)
         parallelize(model, world_size=world, compile=compile_, activation_checkpointing=cfg.activation_checkpointing,
                     param_dtype=dtype if dtype != torch.float32 else None)
         model.to_empty(device=device)
@@ -336,7 +363,7 @@ def train(cfg: TrainConfig) -> dict:
         amp_ctx = lambda: torch.autocast(device.type, enabled=False)  # noqa: E731 - FSDP casts the params
     else:
         model = initial_model(mc, cfg).to(device)
-        if cfg.lora and dtype != torch.float32:  # a frozen base needs no fp32 master copy
+        if cfg.lora is not None and dtype != torch.float32:  # a frozen base needs no fp32 master copy
             for p in model.parameters():
                 if not p.requires_grad and p.is_floating_point():
                     p.data = p.data.to(dtype)
@@ -345,7 +372,7 @@ def train(cfg: TrainConfig) -> dict:
     objective, seq_tokens, data_line = make_objective(cfg, mc, model, rank, world, device, amp_ctx)
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
-    frozen = bool(cfg.lora)  # adapters only: checkpoints hold the trainable weights, not the base
+    frozen = cfg.lora is not None  # adapters only: checkpoints hold the trainable weights, not the base
 
     # resume
     step, guard = 0, {"recent": [], "skips": 0, "skipped_steps": []}
@@ -353,6 +380,14 @@ def train(cfg: TrainConfig) -> dict:
     resume_from = train_state.latest(ckpt_root) if cfg.resume == "auto" else \
         (None if cfg.resume == "never" else Path(cfg.resume))
     fingerprint = _fingerprint(cfg, mc)
+    stale = train_state.checkpoints(ckpt_root) if cfg.resume == "never" and not cfg.export_only else []
+    if stale:  # a fresh run here: an earlier run's checkpoints would be resumed, exported or kept in its place
+        if rank == 0:
+            for path in stale:
+                shutil.rmtree(path)
+        if dist.is_initialized():
+            dist.barrier()
+        print0(f"--resume never: removed {len(stale)} checkpoint(s) of an earlier run in {ckpt_root}")
     if resume_from is not None:
         meta = train_state.read_meta(resume_from)
         if meta["fingerprint"] != fingerprint:
@@ -388,7 +423,7 @@ def train(cfg: TrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(_saved_config(cfg), indent=1) + "\n")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print0(f"task      {cfg.task}" + (f" with LoRA {cfg.lora}" if cfg.lora else "")
+    print0(f"task      {cfg.task}" + (f" with LoRA {cfg.lora}" if cfg.lora is not None else "")
            + (f" over a {cfg.quantize_base} base" if cfg.quantize_base else "") + "\n"
            f"model     {mc.describe()}\n"
            f"          {mc.num_params(embeddings=False) / 1e6:,.1f}M non-embedding params, {trainable / 1e6:,.2f}M "
@@ -519,7 +554,7 @@ def export(model, mc: ModelConfig, cfg: TrainConfig, rank: int) -> dict:
         if tokenizer_path(cfg):
             from baichuan.tokenizer import Tokenizer
             tok = Tokenizer.load(tokenizer_path(cfg))
-        if cfg.lora:
+        if cfg.lora is not None:
             from baichuan.train.lora import merge_lora, save_adapter
             # the trained adapters on the unquantized base (for QLoRA the int4 base is not merged into)
             model_out = initial_model(mc, dataclasses.replace(cfg, quantize_base=None))
@@ -531,7 +566,7 @@ def export(model, mc: ModelConfig, cfg: TrainConfig, rank: int) -> dict:
             model_out = build(mc, device="cpu", init=False)
             model_out.load_state_dict(full)
         save_pretrained(model_out.train(), out / "model", tokenizer=tok)
-        print0(f"exported  {out / 'model'}" + (f" and {out / 'adapter'}" if cfg.lora else ""))
+        print0(f"exported  {out / 'model'}" + (f" and {out / 'adapter'}" if cfg.lora is not None else ""))
     if dist.is_initialized():
         dist.barrier()
     return paths
