@@ -2,6 +2,7 @@
 with LoRA / QLoRA, resume, adapters, and bad input reported by line."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,11 +178,19 @@ def test_lora_sft_resumes_exactly_and_merges(chats, tiny_model_dir, tmp_path):
 
 def test_qlora_trains_adapters_over_int4(chats, tiny_model_dir, tmp_path):
     pytest.importorskip("baichuan.quant")
-    result = train(sft_cfg(chats, tiny_model_dir, tmp_path / "q", lora={"r": 4, "alpha": 8}, quantize_base="int4:32",
-                           steps=8))
+    from torch.distributed.checkpoint import FileSystemReader
+    from baichuan.train.state import checkpoints
+    qlora = dict(lora={"r": 4, "alpha": 8}, quantize_base="int4:32", ckpt_every=4)
+    result = train(sft_cfg(chats, tiny_model_dir, tmp_path / "q", steps=8, **qlora))
     ls = [r["loss"] for r in losses(tmp_path / "q")]
     assert ls[-1] < ls[0]
     assert (tmp_path / "q" / "adapter" / "adapter_model.safetensors").exists() and result["model_dir"]
+    saved = FileSystemReader(str(checkpoints(tmp_path / "q" / "checkpoints")[0])).read_metadata().state_dict_metadata
+    weights = [k for k in saved if k.startswith("model.")]
+    assert weights and all("lora_" in k for k in weights), weights    # the adapters only, not the int4 base
+    shutil.rmtree(checkpoints(tmp_path / "q" / "checkpoints")[-1])   # resumed from step 4 alone: as one run
+    train(sft_cfg(chats, tiny_model_dir, tmp_path / "q", steps=8, **qlora))
+    assert [r["loss"] for r in losses(tmp_path / "q")] == pytest.approx(ls, rel=1e-5)
 
 
 def test_dpo_raises_the_reward_margin(tmp_path, tiny_model_dir):
