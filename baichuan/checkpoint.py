@@ -199,6 +199,16 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
     return out_dir
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextmanager
 def atomic_dir(out_dir: Path, marker: str = "config.json"):
     """A temporary folder beside `out_dir` that replaces it on success and vanishes on failure.
@@ -208,6 +218,10 @@ def atomic_dir(out_dir: Path, marker: str = "config.json"):
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / marker).exists():
         raise BaichuanError(f"{out_dir}: exists and is not a model directory; refusing to overwrite it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):  # left by a writer that was killed
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

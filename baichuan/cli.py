@@ -204,6 +204,9 @@ def cmd_data_train_quality(args) -> None:
 def cmd_train(args) -> None:
     from baichuan.train.pretrain import config_from_args, train
     if args.command in ("sft", "dpo"):
+        if args.task not in (None, args.command):
+            raise BaichuanError(f"`baichuan {args.command}` trains task {args.command}; --task {args.task} "
+                                f"belongs to `baichuan train`")
         args.task = args.command
     train(config_from_args(args))
 

@@ -1,6 +1,7 @@
 """HF directories in and out: released layouts, exact round trips, streaming, clear errors."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -154,6 +155,13 @@ def test_crash_mid_write_leaves_old_directory_intact(tmp_path, monkeypatch):
     assert sorted(p.name for p in d.iterdir()) == before
     assert load_config(d).position == "rope"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # a writer killed outright (SIGKILL) leaves its temporary folder: the next write removes it,
+    # but not one whose writer is still running
+    dead, running = tmp_path / f".m.partial-{2 ** 22 + 12345}", tmp_path / f".m.partial-{os.getppid()}"
+    for p in (dead, running):
+        p.mkdir()
+    save_pretrained(tiny(), d)
+    assert not dead.exists() and running.exists()
 
 
 # ----------------------------------------------------------------------------- errors

@@ -94,6 +94,11 @@ def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch)
     assert code == 1 and "leaves no room for a message in the 256-token context" in err
 
 
+def test_sft_and_dpo_refuse_another_task(tmp_path, capsys):
+    code, _, err = run(["sft", "--task", "dpo", "--data", str(tmp_path / "x.jsonl")], capsys)
+    assert code == 1 and "--task dpo belongs to `baichuan train`" in err
+
+
 def test_temperature_zero_is_greedy(tiny_model_dir, capsys):
     args = ["generate", str(tiny_model_dir), "床前明月光，", "--max-new-tokens", "8"]
     code, zero, err = run(args + ["--temperature", "0"], capsys)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,6 +87,9 @@ def test_bad_conversations_are_reported_by_line(tmp_path, small_tokenizer):
     assert report.kept == 3 and report.truncated == 1
     with pytest.raises(BaichuanError, match=r"chats.jsonl:2: unknown_role:wizard"):
         load_chats(f, small_tokenizer, max_tokens=64, on_error="refuse")
+    bom = tmp_path / "bom.jsonl"                                      # as Windows editors save UTF-8
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"messages": CHAT}).encode() + b"\n")
+    assert load_chats(bom, small_tokenizer, max_tokens=64)[1].kept == 1
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "1+1=?", "chosen": "2", "rejected": "3"},
                                                    {"prompt": "hi", "chosen": "same", "rejected": "same"},
                                                    {"prompt": "hi", "chosen": 5, "rejected": "x"},
@@ -185,6 +189,8 @@ def test_qlora_trains_adapters_over_int4(chats, tiny_model_dir, tmp_path):
     ls = [r["loss"] for r in losses(tmp_path / "q")]
     assert ls[-1] < ls[0]
     assert (tmp_path / "q" / "adapter" / "adapter_model.safetensors").exists() and result["model_dir"]
+    adapter = json.loads((tmp_path / "q" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(Path(tiny_model_dir).resolve())  # usable from anywhere
     saved = FileSystemReader(str(checkpoints(tmp_path / "q" / "checkpoints")[0])).read_metadata().state_dict_metadata
     weights = [k for k in saved if k.startswith("model.")]
     assert weights and all("lora_" in k for k in weights), weights    # the adapters only, not the int4 base

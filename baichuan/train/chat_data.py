@@ -122,7 +122,8 @@ def _load_lines(path: str | Path, what: str, on_error: str, parse) -> tuple[list
                 continue
             report.lines += 1
             try:
-                item = parse(json.loads(raw.decode("utf-8")), report)
+                # a byte-order mark (Windows editors) is not part of the first record
+                item = parse(json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8")), report)
             except UnicodeDecodeError:
                 reason = "not_utf8"
             except json.JSONDecodeError:

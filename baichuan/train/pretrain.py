@@ -560,7 +560,8 @@ def export(model, mc: ModelConfig, cfg: TrainConfig, rank: int) -> dict:
             model_out = initial_model(mc, dataclasses.replace(cfg, quantize_base=None))
             trained = full if not cfg.quantize_base else {k: v for k, v in full.items() if ".lora_" in k}
             model_out.load_state_dict(trained, strict=not cfg.quantize_base)
-            paths["adapter_dir"] = str(save_adapter(model_out, out / "adapter", base_model=cfg.init_from))
+            paths["adapter_dir"] = str(save_adapter(model_out, out / "adapter",
+                                                          base_model=str(Path(cfg.init_from).resolve())))
             merge_lora(model_out)
         else:
             model_out = build(mc, device="cpu", init=False)
