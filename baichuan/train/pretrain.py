@@ -69,7 +69,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 20
     ckpt_every: int = 500
-    keep: int = 3
+    keep: int = 3                           # checkpoints kept (0: all)
     resume: str = "auto"                    # "auto" (latest checkpoint under out), "never", or a path
     spike_sigma: float = 6.0                # skip a step whose loss is this many std above the recent mean
     max_skips: int = 10                     # consecutive skipped steps before the run stops
@@ -95,11 +95,11 @@ class TrainConfig:
         if self.schedule not in ("cosine", "linear", "constant"):
             raise BaichuanError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
         for name in ("seq_len", "batch_size", "grad_accum", "steps", "log_every", "eval_every", "eval_batches",
-                     "ckpt_every", "keep"):
+                     "ckpt_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise BaichuanError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
-        if self.warmup < 0 or not self.lr > 0 or not self.dpo_beta > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise BaichuanError("warmup must be >= 0, lr and dpo_beta > 0, min_lr_ratio in [0, 1]")
+        if self.keep < 0 or self.warmup < 0 or not self.lr > 0 or not self.dpo_beta > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise BaichuanError("keep and warmup must be >= 0, lr and dpo_beta > 0, min_lr_ratio in [0, 1]")
 
     def global_batch(self, world: int) -> int:
         return self.batch_size * world * self.grad_accum
