@@ -45,6 +45,11 @@ class ServerConfig:
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no caching or proxy buffering of a stream
 
 
+def sse(event: dict | None) -> str:
+    """One server-sent event: a JSON object, or OpenAI's closing `[DONE]` for None."""
+    return f"data: {'[DONE]' if event is None else json.dumps(event, ensure_ascii=False)}\n\n"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
                  code: str | None = None):
@@ -209,6 +214,20 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise unknown_model(body.get("model"))
         return body
 
+    def event_stream(events) -> StreamingResponse:
+        """The dicts of async generator `events` as server-sent events, then `[DONE]`. A failure
+        once the stream has begun (its status is sent) is an error event, which OpenAI's clients
+        raise, and ends the stream."""
+        async def body():
+            try:
+                async for event in events:
+                    yield sse(event)
+            except ApiError as e:
+                yield sse(e.body())
+                return
+            yield sse(None)
+        return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
     relays: dict = {}  # one per event loop (one in a server; tests may start several)
 
     def admit(prompt: list[int], params: SamplingParams, loop) -> tuple:
@@ -325,20 +344,13 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         if body.get("stream"):
             async def events():
                 first = True
-                try:
-                    async for delta, finish in pieces(request, req, queue, params):
-                        if delta or finish or first:
-                            yield f"data: {json.dumps(chunk(delta, finish, first), ensure_ascii=False)}\n\n"
-                            first = False
-                except ApiError as e:  # the status is sent already: OpenAI clients raise on an error event
-                    yield f"data: {json.dumps(e.body())}\n\n"
-                    return
+                async for delta, finish in pieces(request, req, queue, params):
+                    if delta or finish or first:
+                        yield chunk(delta, finish, first)
+                        first = False
                 if options.get("include_usage"):  # OpenAI's last chunk: no choices, the request's usage
-                    last = {**chunk("", None), "choices": [], "usage": usage(prompt, req)}
-                    yield f"data: {json.dumps(last)}\n\n"
-                yield "data: [DONE]\n\n"
-            return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+                    yield {**chunk("", None), "choices": [], "usage": usage(prompt, req)}
+            return event_stream(events())
         text, finish = [], "stop"
         async for delta, fin in pieces(request, req, queue, params):
             text.append(delta)
@@ -387,9 +399,10 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             result = prepared.to_dict()
             if not stream:
                 return result
-            events = [json.dumps(e, ensure_ascii=False) for e in ({"passages": []}, {"answer": result})] + ["[DONE]"]
-            return StreamingResponse((f"data: {e}\n\n" for e in events), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+            async def refused():
+                yield {"passages": []}
+                yield {"answer": result}
+            return event_stream(refused())
         ids, used, lang = prepared
         req, queue = admit(ids, params, asyncio.get_running_loop())
         if not stream:
@@ -397,21 +410,14 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             return finish("".join(text), ids, used, lang).to_dict()
 
         async def events():
-            yield f"data: {json.dumps({'passages': public_passages(used)}, ensure_ascii=False)}\n\n"
+            yield {"passages": public_passages(used)}
             text = []
-            try:
-                async for delta, _ in pieces(request, req, queue, params):
-                    if delta:
-                        text.append(delta)
-                        yield f"data: {json.dumps({'delta': delta}, ensure_ascii=False)}\n\n"
-            except ApiError as e:
-                yield f"data: {json.dumps(e.body())}\n\n"
-                return
-            result = finish("".join(text), ids, used, lang).to_dict()
-            yield f"data: {json.dumps({'answer': result}, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+            async for delta, _ in pieces(request, req, queue, params):
+                if delta:
+                    text.append(delta)
+                    yield {"delta": delta}
+            yield {"answer": finish("".join(text), ids, used, lang).to_dict()}
+        return event_stream(events())
 
     card = {"id": cfg.model_name, "object": "model", "created": 0, "owned_by": "baichuan", "context_length": max_len}
 
