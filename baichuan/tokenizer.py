@@ -23,17 +23,18 @@ from tqdm import tqdm
 
 from baichuan import hf
 from baichuan.config import ASSISTANT_TOKEN_ID, USER_TOKEN_ID
+from baichuan.data.writers import atomic_write_bytes
 from baichuan.errors import BaichuanError
 
 MODEL_FILE = "tokenizer.model"
+MODEL_MAX_LENGTH = 4096            # tokenizer_config.json of Baichuan-13B-Chat and Baichuan2-Chat
+USER_ID, ASSISTANT_ID = USER_TOKEN_ID, ASSISTANT_TOKEN_ID   # chat role ids, defined in config.py
 
 
 def model_file(path: str | os.PathLike) -> Path:
     """The SentencePiece model of `path`: the file itself, or the tokenizer.model in a directory."""
     path = Path(path)
     return path / MODEL_FILE if path.is_dir() else path
-MODEL_MAX_LENGTH = 4096            # tokenizer_config.json of Baichuan-13B-Chat and Baichuan2-Chat
-USER_ID, ASSISTANT_ID = USER_TOKEN_ID, ASSISTANT_TOKEN_ID   # chat role ids, defined in config.py
 
 
 class Tokenizer:
@@ -199,9 +200,9 @@ class Tokenizer:
                    "unk_token": token(unk, False), "pad_token": token(unk, False)}
         try:
             out.mkdir(parents=True, exist_ok=True)
-            _atomic_write(out / MODEL_FILE, self.model_proto)
-            _atomic_write(out / "tokenizer_config.json", _json_bytes(config))
-            _atomic_write(out / "special_tokens_map.json", _json_bytes(special))
+            atomic_write_bytes(out / MODEL_FILE, self.model_proto)
+            atomic_write_bytes(out / "tokenizer_config.json", _json_bytes(config))
+            atomic_write_bytes(out / "special_tokens_map.json", _json_bytes(special))
             hf.copy_code(out, (hf.TOKENIZER_FILE,))
         except OSError as e:
             raise BaichuanError(f"{out}: cannot write the tokenizer there ({e.strerror or e})") from None
@@ -222,18 +223,6 @@ def _read_model_max_length(path: Path) -> int:
 
 def _json_bytes(obj: dict) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Temp file in the same directory, then os.replace: a crash never leaves a half-written file
-    # under the real name (a truncated tokenizer.model would load as a different vocabulary).
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _first_line(e: BaseException) -> str:

@@ -19,14 +19,23 @@ from typing import Iterator
 from baichuan.data.document import Document
 
 
-def atomic_write_text(path, text: str) -> None:
+def atomic_write_bytes(path, data: bytes) -> None:
+    """`data` under a temporary name in the same folder, then renamed: a crash never leaves a
+    half-written file under the real name (a truncated tokenizer.model would load as another
+    vocabulary), nor the temporary one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text + ("" if not text or text.endswith("\n") else "\n"), encoding="utf-8")  # empty stays empty
+        tmp.write_bytes(data)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """UTF-8 text, ending in a newline unless empty, as `atomic_write_bytes` writes."""
+    atomic_write_bytes(path, (text + ("" if not text or text.endswith("\n") else "\n")).encode("utf-8"))
 
 
 def _read_umask() -> int:
