@@ -61,15 +61,15 @@ def parse_conversation(record) -> list[dict]:
     """A JSONL record -> [{"role", "content"}]; raises ValueError(reason) when it is not a chat."""
     if not isinstance(record, dict):
         raise ValueError("not_an_object")
-    field, (role_key, content_key) = next(((f, k) for f, k in (("messages", ("role", "content")),
-                                                                ("conversations", ("from", "value")))
-                                           if f in record), (None, (None, None)))
-    if field is None:
+    for key, role_key, content_key in (("messages", "role", "content"), ("conversations", "from", "value")):
+        if key in record:
+            break
+    else:
         raise ValueError("no_messages")
-    if not isinstance(record[field] or [], list):
-        raise ValueError(f"{field}_not_a_list")
-    turns = [(m.get(role_key), m.get(content_key)) if isinstance(m, dict) else (None, None)
-             for m in record[field] or []]
+    raw = record[key] or []
+    if not isinstance(raw, list):
+        raise ValueError(f"{key}_not_a_list")
+    turns = [(m.get(role_key), m.get(content_key)) if isinstance(m, dict) else (None, None) for m in raw]
     out = []
     for role, content in turns:
         if not isinstance(role, str) or role not in ROLES:
@@ -140,19 +140,25 @@ def _load_lines(path: str | Path, what: str, on_error: str, parse) -> tuple[list
     return out, report
 
 
+def _fit(ids: list[int], labels: list[int], limit: int, on_long: str) -> tuple[list[int], list[int], bool]:
+    """A rendered example within `limit` tokens: (ids, labels, whether it was cut). Raises
+    ValueError(reason) when it is too long (on_long "skip") or has no label left to learn."""
+    cut = len(ids) > limit and on_long == "truncate"
+    if cut:
+        ids, labels = ids[:limit], labels[:limit]
+    if len(ids) > limit:
+        raise ValueError(f"longer_than_context ({len(ids)} > {limit} tokens)")
+    if all(lab == IGNORE for lab in labels[1:]):
+        raise ValueError("nothing_to_learn" + (" (after truncation)" if cut else ""))
+    return ids, labels, cut
+
+
 def load_chats(path: str | Path, tok, max_tokens: int, on_long: str = "skip", on_error: str = "skip",
                eos_id: int = 2) -> tuple[list[tuple[list[int], list[int]]], ChatReport]:
     """Rendered conversations of a JSONL file and what was dropped. on_error="refuse" raises at the
     first bad line; on_long="truncate" cuts long conversations to max_tokens instead of dropping."""
     def parse(record, report):
-        ids, labels = render(tok, parse_conversation(record), eos_id)
-        cut = len(ids) > max_tokens and on_long == "truncate"
-        if cut:
-            ids, labels = ids[:max_tokens], labels[:max_tokens]
-        if len(ids) > max_tokens:
-            raise ValueError(f"longer_than_context ({len(ids)} > {max_tokens} tokens)")
-        if all(lab == IGNORE for lab in labels[1:]):
-            raise ValueError("nothing_to_learn" + (" (after truncation)" if cut else ""))
+        ids, labels, cut = _fit(*render(tok, parse_conversation(record), eos_id), max_tokens, on_long)
         report.truncated += cut  # counted among the kept: a cut that left nothing to learn was dropped
         return ids, labels
 
@@ -224,18 +230,10 @@ def load_pairs(path: str | Path, tok, seq_len: int, on_long: str = "skip", on_er
             messages = parse_conversation({"messages": prompt + [{"role": "assistant", "content": "x"}]})[:-1]
         except TypeError:
             raise ValueError("bad_prompt") from None
-        pair, cut = [], False
-        for answer in (chosen, rejected):
-            ids, labels = render(tok, messages + [{"role": "assistant", "content": answer}], eos_id)
-            if len(ids) > width and on_long == "truncate":
-                ids, labels, cut = ids[:width], labels[:width], True
-            if len(ids) > width:
-                raise ValueError(f"longer_than_context ({len(ids)} > {width} tokens)")
-            if all(t == IGNORE for t in labels[1:]):  # the answer was cut away: no preference left to learn
-                raise ValueError("nothing_to_learn" + (" (after truncation)" if cut else ""))
-            pair.append((ids, labels))
-        report.truncated += cut
-        return pair
+        pair = [_fit(*render(tok, messages + [{"role": "assistant", "content": answer}], eos_id), width, on_long)
+                for answer in (chosen, rejected)]
+        report.truncated += any(cut for _, _, cut in pair)
+        return [(ids, labels) for ids, labels, _ in pair]
 
     rows, report = _load_lines(path, "preference data", on_error, parse)
     if not rows:
