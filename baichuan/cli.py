@@ -119,13 +119,13 @@ def cmd_chat(args) -> None:
 def cmd_info(args) -> None:
     from baichuan.checkpoint import weight_files
     from baichuan.config import load_config, load_generation_config
+    from baichuan.quant import read_quantization_config
     if not Path(args.model).is_dir():
         raise BaichuanError(f"{args.model}: not a model directory")
     cfg = load_config(args.model)
     files = weight_files(Path(args.model))
     print(cfg.describe())
     print(f"weights: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e9:.2f} GB")
-    from baichuan.quant import read_quantization_config
     qc = read_quantization_config(args.model)
     if qc:
         group = f", groups of {qc['group_size']}, {'symmetric' if qc['symmetric'] else 'asymmetric'}" \

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 
@@ -69,8 +69,9 @@ def format_markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
-def plot_categories(results: dict, path) -> Path | None:
-    """Per-category bars for each task, the overall average as the last bar, chance (25%) dashed."""
+def plot_categories(results: dict) -> bytes | None:
+    """A PNG of per-category bars for each task, the overall average as the last bar, chance (25%)
+    dashed; None without multiple-choice tasks."""
     tasks = results.get("tasks") or {}
     if not tasks:
         return None
@@ -94,17 +95,17 @@ def plot_categories(results: dict, path) -> Path | None:
     fig.suptitle(f"protocol {results['protocol']}, {results['shots']}-shot"
                  + (f", {results['model']}" if results.get("model") else ""), fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return png.getvalue()
 
 
 def write_results(results: dict, out_dir) -> dict[str, Path]:
     """results.json (predictions, when kept, go to predictions.jsonl instead), results.md,
     results.png; each written whole or not at all, and a chart or predictions file left by an
     earlier run that this one has none of is removed (it would not match the new results)."""
-    from baichuan.data.writers import atomic_write_text
+    from baichuan.data.writers import atomic_write_bytes, atomic_write_text
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "markdown": out / "results.md"}
@@ -113,14 +114,12 @@ def write_results(results: dict, out_dir) -> dict[str, Path]:
     atomic_write_text(paths["json"], json.dumps(slim, indent=1, ensure_ascii=False))
     atomic_write_text(paths["markdown"], format_markdown(results))
     chart, predictions = out / "results.png", out / "predictions.jsonl"
-    tmp = chart.with_name(f".{chart.stem}.tmp-{os.getpid()}.png")
-    try:
-        if plot_categories(results, tmp):
-            paths["chart"] = tmp.replace(chart)
-        else:
-            chart.unlink(missing_ok=True)
-    finally:
-        tmp.unlink(missing_ok=True)
+    png = plot_categories(results)
+    if png:
+        atomic_write_bytes(chart, png)
+        paths["chart"] = chart
+    else:
+        chart.unlink(missing_ok=True)
     if any("predictions" in r for r in results.get("tasks", {}).values()):
         lines = [json.dumps({"task": task, **p}, ensure_ascii=False)
                  for task, r in results["tasks"].items() for p in r.get("predictions", [])]
