@@ -5,6 +5,9 @@
 # matches their driver into .venv first, e.g.
 #   python3 -m venv .venv && .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu128
 # and this script keeps whatever torch is already there.
+#
+# Everything else installs at the versions in constraints.txt (known good, resolved on Python 3.11)
+# when .venv runs Python 3.11; BAICHUAN_CONSTRAINTS= (empty) installs the newest releases instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,4 +18,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 extras=""
 [ "${1:-}" = "test" ] && extras="[test]"
-"${PIP[@]}" -e ".${extras}"
+constraints=${BAICHUAN_CONSTRAINTS-constraints.txt}
+if [ -n "$constraints" ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "note: $constraints was resolved for Python 3.11; installing the newest releases for this Python"
+  constraints=""
+fi
+"${PIP[@]}" ${constraints:+-c "$constraints"} -e ".${extras}"

@@ -214,6 +214,44 @@ def test_truncated_bin_shard(tmp_path):
         load_pretrained(d)
 
 
+BLOCK_TRANSFORMERS = """
+import sys
+class NoTransformers:  # as if transformers were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "transformers":
+            raise ModuleNotFoundError("No module named 'transformers'")
+sys.meta_path.insert(0, NoTransformers())
+"""
+
+
+def test_released_dir_loads_without_transformers_or_its_python_files(tmp_path, small_tokenizer):
+    """A released directory (pytorch_model-*.bin, remote code that must not run) loads, tokenizes
+    and generates here with transformers absent: our loaders never import a directory's Python."""
+    model = tiny("baichuan-13b", vocab_size=small_tokenizer.vocab_size)
+    d = write_released_bin_dir(model, tmp_path / "rel", "BaichuanForCausalLM", "model_max_length")
+    small_tokenizer.save(d)
+    for name in ("configuration_baichuan.py", "modeling_baichuan.py", "tokenization_baichuan.py"):
+        (d / name).write_text("raise RuntimeError('the released remote code was imported')\n")
+    ids = torch.tensor([[5, 17, 99, 42]])
+    with torch.no_grad():
+        torch.save(model(ids), tmp_path / "expected.pt")
+    script = BLOCK_TRANSFORMERS + textwrap.dedent(f"""
+        import torch
+        from baichuan.checkpoint import load_pretrained
+        from baichuan.cli import main
+        loaded = load_pretrained({str(d)!r})
+        with torch.no_grad():
+            got = loaded(torch.tensor({ids.tolist()}))
+        assert torch.equal(got, torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True))
+        main(["generate", {str(d)!r}, "春眠不觉晓", "--max-new-tokens", "4"])
+        assert not any(m.split(".")[0] == "transformers" for m in sys.modules)
+        print("loaded without transformers")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "loaded without transformers" in r.stdout
+
+
 def test_pickled_code_is_refused(tmp_path):
     d = write_released_bin_dir(tiny(), tmp_path / "rel", "BaiChuanForCausalLM")
     torch.save({"evil": subprocess.Popen}, d / "pytorch_model-00002-of-00002.bin")

@@ -105,6 +105,36 @@ def test_txt_units_binary_empty_and_bad_utf8(tmp_path):
     assert problems.counts == {"invalid_utf8": 1}
 
 
+def test_a_bom_opens_a_jsonl_file_and_bad_bytes_are_counted_from_1(tmp_path, caplog):
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + jsonl_bytes(ROWS) + b'{"text": "ab\xff"}\n')
+    problems = Problems()
+    assert [d.id for d in read_file(f, ReadSpec(), problems)] == ["a", "b"]  # the first line is not bad_json
+    assert problems.counts == {"invalid_utf8": 1}
+    assert f"{f}:3: invalid_utf8 (byte 13 of the line, counting from 1)" in caplog.text  # after 12 good bytes
+
+
+def test_symlink_loops_and_broken_links_are_reported_and_counted(tmp_path, caplog):
+    import os
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.jsonl").write_bytes(jsonl_bytes(ROWS))
+    (d / "sub" / "b.txt").write_text("正文")
+    os.symlink(d, d / "sub" / "back-to-top")             # a folder loop
+    os.symlink(d / "sub", d / "sub-again")               # the same folder under a second name
+    os.symlink("self.jsonl", d / "self.jsonl")           # a file link to itself
+    os.symlink(tmp_path / "gone.txt", d / "gone.txt")    # a broken link
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "c.txt").write_text("更多")
+    os.symlink(elsewhere, d / "linked")                  # a linked folder is read
+    problems = Problems()
+    files = list_inputs([d], problems)
+    assert sorted(f.name for f in files) == ["a.jsonl", "b.txt", "c.txt"]
+    assert problems.counts == {"symlink_loop": 2, "listed_twice": 1, "unreadable_input": 1}
+    assert f"{d / 'sub' / 'back-to-top'}: symlink_loop" in caplog.text and f"{d / 'gone.txt'}: unreadable_input" in caplog.text
+
+
 def test_list_inputs_errors(tmp_path):
     with pytest.raises(BaichuanError, match="no such file"):
         list_inputs([tmp_path / "missing"])

@@ -129,6 +129,31 @@ def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
     assert got.dtype == torch.int32 and torch.equal(got, ints @ ints.t())
 
 
+@pytest.mark.parametrize("missing", ["torch._inductor.compile_fx", "torch._prims_common"])
+def test_cpu_engine_decodes_eager_when_torch_lacks_the_backend_internals(monkeypatch, missing):
+    """A torch without an internal that decode_backend is built from: one warning, then every
+    compile=True engine on a CPU decodes eager (column-major weights) and generates the same."""
+    import sys
+    from baichuan.infer import cpu
+    model = small_model("baichuan-7b")
+    want = list(generate_ids(model, [5, 17, 99], SamplingParams(max_new_tokens=6)))
+    monkeypatch.setitem(sys.modules, missing, None)  # `import` of it now raises ImportError
+    cpu._internals.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="decoding eager") as warned:
+            engines = [Engine(small_model("baichuan-7b"), max_batch=2, max_len=64, compile=True) for _ in range(2)]
+        assert len(warned) == 1
+        for engine in engines:
+            assert not engine.compiled
+            assert all(m.weight.stride() == (1, m.weight.shape[0])
+                       for m in engine.model.modules() if isinstance(m, torch.nn.Linear))
+            assert list(engine.generate([5, 17, 99], SamplingParams(max_new_tokens=6))) == want
+    finally:
+        monkeypatch.undo()
+        cpu._internals.cache_clear()
+    assert cpu.decode_backend_available()
+
+
 def _compiled_code(fn, *args) -> str:
     from torch._inductor.utils import run_and_get_code
     from baichuan.infer.cpu import decode_backend  # the engine's backend on a CPU

@@ -16,6 +16,10 @@ from conftest import assets
 from test_model import small_model
 
 transformers = pytest.importorskip("transformers")
+from packaging.version import Version  # noqa: E402  (a dependency of transformers)
+
+# from_pretrained's dtype argument: `dtype` from transformers 4.56, `torch_dtype` before
+DTYPE_ARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 FAMILIES = ["baichuan-7b", "baichuan2-7b", "baichuan-13b", "baichuan2-13b"]
 EOS = 2
@@ -23,7 +27,7 @@ EOS = 2
 
 def open_hf(path):
     return transformers.AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True,
-                                                             dtype=torch.float32).eval()
+                                                             **{DTYPE_ARG: torch.float32}).eval()
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +146,27 @@ def test_left_padded_batch_generate_equals_ours(saved, arch):
         assert hf_new_tokens(row, width) == ours_greedy(model, p, 6)
 
 
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_sampled_generate_samples_from_full_forward_logits(saved, arch):
+    """Sampling through the cache, left-padded batch: the logits of every step (what HF samples
+    from, before its processors) are our full forward's over the sequence so far."""
+    model, hfm, _ = saved(arch)
+    prompts = [[5, 17, 99, 42, 7, 230, 11], [120, 33, 8]]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    torch.manual_seed(0)
+    out = hfm.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=True, temperature=1.0, top_k=0,
+                       top_p=1.0, use_cache=True, pad_token_id=0, return_dict_in_generate=True, output_logits=True)
+    assert len(out.logits) == out.sequences.shape[1] - width
+    for row, p in enumerate(prompts):
+        new = hf_new_tokens(out.sequences[row], width)
+        with torch.no_grad():
+            ours = model(torch.tensor([p + new]))[0]
+        for step in range(min(len(new) + 1, len(out.logits))):  # up to the step that sampled EOS
+            torch.testing.assert_close(out.logits[step][row], ours[len(p) + step - 1], atol=1e-4, rtol=0)
+
+
 SAMPLE = ["白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
           "The quick brown fox jumps over the lazy dog; 2024-05-01 it cost $3.50.",
           "混合 mixed 文本\n\tdef f(x):\n        return x ** 2  # 缩进\n",
@@ -167,6 +192,15 @@ def test_tokenizer_encodes_and_decodes_like_ours(small_tokenizer, hf_tok):
     for skip in (True, False):
         assert hf_tok.decode(ids, skip_special_tokens=skip) == small_tokenizer.decode(ids, skip_special_tokens=skip)
     assert hf_tok.decode([0, 1, 2], skip_special_tokens=True) == ""
+
+
+def test_tokenizer_save_pretrained_round_trips(small_tokenizer, hf_tok, tmp_path):
+    """HF's save_pretrained writes a directory that AutoTokenizer opens again, remote code included."""
+    hf_tok.save_pretrained(tmp_path / "resaved")
+    assert (tmp_path / "resaved" / hf.TOKENIZER_FILE).is_file()
+    again = transformers.AutoTokenizer.from_pretrained(tmp_path / "resaved", trust_remote_code=True)
+    for text in SAMPLE:
+        assert again(text).input_ids == small_tokenizer.encode(text)
 
 
 def test_tokenizer_pads_left_and_pickles(small_tokenizer, hf_tok):

@@ -60,6 +60,19 @@ def test_pipeline_end_to_end(raw, tmp_path, small_tokenizer):
     assert "| dedup |" in (tmp_path / "report.md").read_text()
 
 
+def test_inputs_that_cannot_be_listed_are_counted_in_the_report(raw, tmp_path):
+    import os
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "en.jsonl").write_bytes((raw / "en.jsonl").read_bytes())
+    os.symlink(src, src / "loop")
+    os.symlink(tmp_path / "missing.jsonl", src / "missing.jsonl")
+    report = run(config_from_dict({"inputs": [str(src)], "output": str(tmp_path / "out")}), progress=False)
+    assert report["unbalanced"] == []
+    read = report["stats"]["read"]["unknown"]
+    assert read["dropped:symlink_loop"] == 1 and read["dropped:unreadable_input"] == 1
+
+
 def test_executors_give_identical_output(raw, tmp_path, small_tokenizer):
     tok_dir = Path(small_tokenizer.source).parent
     outs = {}

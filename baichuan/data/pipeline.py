@@ -163,13 +163,20 @@ def _composition(doc: Document, comp: dict) -> None:
     comp[doc.lang][src] = comp[doc.lang].get(src, 0) + len(doc.text)
 
 
-def expand_inputs(inputs: list) -> list[tuple[Path, str | None]]:
-    """(file, source name or None for the reader's default) for every input file."""
+def expand_inputs(inputs: list, problems: Problems | None = None) -> list[tuple[Path, str | None]]:
+    """(file, source name or None for the reader's default) for every input file; what could not
+    be listed (a symlink loop, a broken link) is counted in `problems`."""
     out = []
     for item in inputs:
         path, source = (item["path"], item.get("source")) if isinstance(item, dict) else (item, None)
-        out += [(f, source) for f in list_inputs([path])]
+        out += [(f, source) for f in list_inputs([path], problems)]
     return out
+
+
+def _count_read_problems(stats: Stats, problems: Problems) -> None:
+    for reason, n in problems.counts.items():
+        stats.add("read", "unknown", "seen", n)
+        stats.dropped("read", "unknown", reason, n)
 
 
 def clean_task(task: int, path: str, cfg: DataConfig, source: str | None = None) -> dict:
@@ -194,9 +201,7 @@ def clean_task(task: int, path: str, cfg: DataConfig, source: str | None = None)
                 writer.write(doc)
                 _composition(doc, comp)
         files = writer.close()
-    for reason, n in problems.counts.items():
-        stats.add("read", "unknown", "seen", n)
-        stats.dropped("read", "unknown", reason, n)
+    _count_read_problems(stats, problems)
     return _finish(marker, fp, {"input": path, "files": [f.name for f in files], "stats": stats.to_dict(),
                             "composition": comp, "input_bytes": in_bytes, "seconds": time.time() - started})
 
@@ -287,7 +292,8 @@ def mixture_copies(doc: Document, rates: dict, seed: int) -> int:
 def run(cfg: DataConfig, progress: bool = True) -> dict:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = expand_inputs(cfg.inputs)
+    listing = Problems()
+    inputs = expand_inputs(cfg.inputs, listing)
     build_steps(cfg.steps)  # fail on bad options before starting workers
     if cfg.tokenizer:  # and on a bad tokenizer before cleaning, not after
         from baichuan.tokenizer import Tokenizer
@@ -296,6 +302,7 @@ def run(cfg: DataConfig, progress: bool = True) -> dict:
     clean = run_tasks(clean_task, [(i, str(p), cfg, src) for i, (p, src) in enumerate(inputs)], cfg.executor, cfg.workers,
                       desc="clean", progress=progress)
     stats = Stats()
+    _count_read_problems(stats, listing)
     for r in clean:
         stats.merge(Stats.from_dict(r["stats"]))
     docs_dir, shard_groups, composition = out / "clean", [[out / "clean" / f for f in r["files"]] for r in clean], \

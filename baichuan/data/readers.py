@@ -7,10 +7,12 @@ reader yields plus what it counted as dropped equals what it read (lines, rows o
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -59,12 +61,15 @@ class Problems:
             log.warning("further %r problems are counted but not logged", reason)
 
 
-def list_inputs(paths: list[str | Path]) -> list[Path]:
-    """Files to read: the given files, and every readable file under the given folders, sorted."""
+def list_inputs(paths: list[str | Path], problems: Problems | None = None) -> list[Path]:
+    """Files to read: the given files, and every readable file under the given folders, sorted.
+    Symlinked folders are followed once each; a symlink loop, a broken link or a folder that cannot
+    be listed is reported in `problems` (file and reason) and skipped."""
+    problems = problems if problems is not None else Problems()
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)))
+            out.extend(sorted(_walk(p, problems)))
         elif p.is_file():
             if not p.name.endswith(SUFFIXES):
                 raise BaichuanError(f"{p}: unsupported input type (expected one of {', '.join(SUFFIXES)})")
@@ -81,6 +86,40 @@ def list_inputs(paths: list[str | Path]) -> list[Path]:
             except ImportError:
                 raise BaichuanError(f"{needing[0]}: reading it needs {module}: pip install 'baichuan[data]'") from None
     return out
+
+
+def _walk(root: Path, problems: Problems) -> Iterator[Path]:
+    """Input files under `root`, each folder (by its real path) listed once."""
+    listed: set[Path] = set()
+    stack = [(root, ())]  # (folder, real paths of the folders above it)
+    while stack:
+        folder, above = stack.pop()
+        real = folder.resolve()
+        if real in above:
+            problems("symlink_loop", str(folder), f"leads back to {real}")
+            continue
+        if real in listed:
+            problems("listed_twice", str(folder), f"{real} is read once, under its first name")
+            continue
+        listed.add(real)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            problems("unreadable_input", str(folder), e.strerror or type(e).__name__)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_dir():
+                    stack.append((path, (*above, real)))
+                elif entry.is_file():
+                    if entry.name.endswith(SUFFIXES):
+                        yield path
+                elif entry.is_symlink():
+                    os.stat(path)  # raises for a broken link or a loop; anything else is not a file
+            except OSError as e:
+                reason = "symlink_loop" if e.errno == errno.ELOOP else "unreadable_input"
+                problems(reason, str(path), e.strerror or type(e).__name__)
 
 
 def _open_binary(path: Path):
@@ -131,6 +170,11 @@ def _make_doc(record: dict, spec: ReadSpec, source: str, where: str, problems: P
     return Document(text=text, id=str(doc_id) if doc_id is not None else where, meta=meta)
 
 
+def _bad_byte(e: UnicodeDecodeError, unit: str) -> str:
+    """Where the undecodable bytes are, counted from 1 like the line numbers."""
+    return f"byte {e.start + 1} of the {unit}, counting from 1"
+
+
 def _read_jsonl(path: Path, spec: ReadSpec, source: str, problems: Problems) -> Iterator[Document]:
     with _open_binary(path) as f:
         for lineno, raw in enumerate(f, 1):
@@ -138,10 +182,12 @@ def _read_jsonl(path: Path, spec: ReadSpec, source: str, problems: Problems) -> 
             if not raw.strip():
                 continue  # blank lines are not records
             try:
-                record = json.loads(raw.decode("utf-8"))
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                problems("invalid_utf8", where, f"byte {e.start}")
+                problems("invalid_utf8", where, _bad_byte(e, "line"))
                 continue
+            try:
+                record = json.loads(text.removeprefix("\ufeff") if lineno == 1 else text)  # a BOM opens the file
             except json.JSONDecodeError as e:
                 problems("bad_json", where, e.msg)
                 continue
@@ -207,7 +253,7 @@ def _txt_doc(data: bytes, path: Path, lineno: int, spec: ReadSpec, source: str, 
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
-        problems("invalid_utf8", where, f"byte {e.start}")
+        problems("invalid_utf8", where, _bad_byte(e, "file" if spec.txt_unit == "file" else spec.txt_unit))
         return
     if not text.strip():
         if not blank_ok:

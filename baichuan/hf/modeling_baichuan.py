@@ -16,6 +16,15 @@ mlp.gate_proj/up_proj/down_proj, input_layernorm, post_attention_layernorm, mode
 so released checkpoints load too. Attention is torch SDPA; the KV cache is a transformers `Cache`
 (DynamicCache by default), so `generate` works, with left-padded batches included.
 
+transformers versions (tests/test_hf_versions.py runs the remote-code tests under the oldest
+declared, a middle and the newest release). Only public API is used; what changed under us:
+  4.45  oldest supported: `Cache`/`DynamicCache` and `GenerationMixin` as used here exist.
+  4.56  DynamicCache takes the model config (earlier: no arguments).
+  5.0   config token ids and tying are plain attributes (configuration_baichuan.py).
+  5.25  the cache argument and output field are named `cache`: generate passes `cache=` and reads
+        `outputs["cache"]` (earlier: `past_key_values`). Both names are accepted here, and outputs
+        are built with the name the installed release declares.
+
 ALiBi bias form (`config.alibi_bias`): "relative" is slope*(j-i), "absolute" is slope*j, the
 released eval-mode bias. They are equal up to a per-row constant that softmax ignores, but the
 absolute one is large (~3400 at j=4095) and loses precision in bf16/fp16 (spec §3.3).
@@ -33,6 +42,17 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_baichuan import BaichuanConfig
+
+# the output field that carries the cache: `cache` from transformers 5.25, `past_key_values` before
+CACHE_FIELD = "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+
+
+def _cache_argument(past_key_values, kwargs):
+    """The KV cache a forward was given, under either name (`cache` from 5.25, else `past_key_values`)."""
+    cache = kwargs.pop("cache", None)
+    if cache is not None and past_key_values is not None:
+        raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
+    return past_key_values if cache is None else cache
 
 
 class BaichuanRMSNorm(nn.Module):
@@ -198,7 +218,7 @@ class BaichuanPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = False
     _no_split_modules = ["BaichuanDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["past_key_values", "cache"]
     _supports_sdpa = True
     _supports_cache_class = True  # transformers 4.x: generate may hand us a Cache object
 
@@ -229,6 +249,7 @@ class BaichuanModel(BaichuanPreTrainedModel):
         """attention_mask: 2-D [B, past + T], 0 at padding. position_ids [B, T] feed RoPE (generate
         derives them from the mask, which makes left padding work); ALiBi needs none: its bias
         depends on key-query distances, which padding on the left does not change."""
+        past_key_values = _cache_argument(past_key_values, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
@@ -262,7 +283,7 @@ class BaichuanModel(BaichuanPreTrainedModel):
         x = self.norm(x)
         if hidden_states is not None:
             hidden_states.append(x)
-        return BaseModelOutputWithPast(last_hidden_state=x, past_key_values=past_key_values if use_cache else None,
+        return BaseModelOutputWithPast(last_hidden_state=x, **{CACHE_FIELD: past_key_values if use_cache else None},
                                        hidden_states=tuple(hidden_states) if hidden_states is not None else None)
 
 
@@ -293,9 +314,9 @@ class BaichuanForCausalLM(BaichuanPreTrainedModel, GenerationMixin):
         z_loss_weight * mean over all shifted positions of (max logit)^2, is added when the config
         sets a weight (the released value is 0)."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                         output_hidden_states=output_hidden_states)
-        hidden = out.last_hidden_state
+                         past_key_values=_cache_argument(past_key_values, kwargs), inputs_embeds=inputs_embeds,
+                         use_cache=use_cache, output_hidden_states=output_hidden_states)
+        hidden, cache = out.last_hidden_state, getattr(out, CACHE_FIELD)
         if isinstance(logits_to_keep, int):  # generate asks for the last position only
             hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
         else:
@@ -313,6 +334,10 @@ class BaichuanForCausalLM(BaichuanPreTrainedModel, GenerationMixin):
                 loss = loss + self.config.z_loss_weight * shifted.max(dim=-1).values.pow(2).mean()
 
         if return_dict is False:
-            return tuple(v for v in (loss, logits, out.past_key_values, out.hidden_states) if v is not None)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
-                                      hidden_states=out.hidden_states)
+            return tuple(v for v in (loss, logits, cache, out.hidden_states) if v is not None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: cache}, hidden_states=out.hidden_states)
+
+
+# save_pretrained copies this file (and its config's) only into directories of a class registered
+# for an Auto class; from_pretrained registers it itself only from transformers 4.53 on.
+BaichuanForCausalLM.register_for_auto_class("AutoModelForCausalLM")

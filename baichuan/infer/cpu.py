@@ -27,13 +27,19 @@ of two, whatever the thread count. Two remedies, one per mode:
     100m bf16, 16            170.49          3934.34             121.54
 
 Past `FEW_ROWS` the products stay with MKL.
+
+`decode_backend` is built from torch internals (inductor's compile_fx and decomposition table,
+functorch's config, a prims op), which any torch release may move. Where one is missing,
+`decode_backend_available()` says so with one warning and the engine decodes eager instead.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+from types import SimpleNamespace
+
 import torch
-from torch._prims_common import make_contiguous_strides_for
-from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from baichuan.model import NormHead
 
@@ -56,24 +62,48 @@ def column_major_weights(model: torch.nn.Module) -> None:
                 w.data = w.data.t().contiguous().t()
 
 
+@functools.cache
+def _internals() -> SimpleNamespace | None:
+    """The torch internals `decode_backend` is built from, or None (one warning) if this torch lacks one."""
+    try:
+        from torch._functorch import config as functorch_config
+        from torch._inductor.compile_fx import compile_fx
+        from torch._inductor.decomposition import select_decomp_table
+        from torch._prims_common import make_contiguous_strides_for
+        from torch.fx.experimental.symbolic_shapes import statically_known_true
+        force_stride_order = torch.ops.prims.inductor_force_stride_order.default
+        if not hasattr(functorch_config, "enable_autograd_cache"):
+            raise AttributeError("torch._functorch.config has no enable_autograd_cache")
+    except (ImportError, AttributeError) as e:
+        warnings.warn(f"the compiled CPU decode step needs torch internals that torch {torch.__version__} lacks "
+                      f"({e}); decoding eager instead", RuntimeWarning, stacklevel=3)
+        return None
+    return SimpleNamespace(functorch_config=functorch_config, compile_fx=compile_fx,
+                           select_decomp_table=select_decomp_table, contiguous_strides=make_contiguous_strides_for,
+                           statically_known_true=statically_known_true, force_stride_order=force_stride_order)
+
+
+def decode_backend_available() -> bool:
+    return _internals() is not None
+
+
 def _few_rows_mm(a: torch.Tensor, b: torch.Tensor, *args, **kwargs):
     """aten.mm for inductor: [M, K] @ [K, N] with M <= FEW_ROWS as a reduction over K, built as
     [N, M] so that N is the outer loop (each weight row is read once for all M rows)."""
-    from torch._inductor.decomposition import select_decomp_table
+    t = _internals()
     if (not args and not kwargs and a.is_floating_point() and a.dtype == b.dtype
-            and statically_known_true(a.shape[0] <= FEW_ROWS)):
-        a = torch.ops.prims.inductor_force_stride_order.default(a, make_contiguous_strides_for(a.shape))
+            and t.statically_known_true(a.shape[0] <= FEW_ROWS)):
+        a = t.force_stride_order(a, t.contiguous_strides(a.shape))
         return (b.t().unsqueeze(1) * a.unsqueeze(0)).sum(2).t()
-    return select_decomp_table()[torch.ops.aten.mm.default](a, b, *args, **kwargs)
+    return t.select_decomp_table()[torch.ops.aten.mm.default](a, b, *args, **kwargs)
 
 
 def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     """torch.compile backend: inductor, with `_few_rows_mm`. AOTAutograd's cache is off for it:
     its key leaves out the decompositions, so a graph compiled before without them would be
-    reused (inductor's own cache keys the decomposed graph and still serves)."""
-    from torch._functorch import config as functorch_config
-    from torch._inductor.compile_fx import compile_fx
-    from torch._inductor.decomposition import select_decomp_table
-    with functorch_config.patch(enable_autograd_cache=False):
-        table = {**select_decomp_table(), torch.ops.aten.mm.default: _few_rows_mm}
-        return compile_fx(gm, example_inputs, decompositions=table)
+    reused (inductor's own cache keys the decomposed graph and still serves). Check
+    `decode_backend_available()` first."""
+    t = _internals()
+    with t.functorch_config.patch(enable_autograd_cache=False):
+        table = {**t.select_decomp_table(), torch.ops.aten.mm.default: _few_rows_mm}
+        return t.compile_fx(gm, example_inputs, decompositions=table)

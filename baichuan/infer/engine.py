@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 import torch
 
 from baichuan.errors import BaichuanError
-from baichuan.infer.cpu import column_major_weights, decode_backend
+from baichuan.infer.cpu import column_major_weights, decode_backend, decode_backend_available
 from baichuan.infer.sampling import SamplerState, SamplingParams, sample
 from baichuan.model import Baichuan, KVCache, NormHead
 
@@ -75,6 +75,8 @@ class Engine:
                  compile: bool = False, prefill_tokens: int = 4096):
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
+        if compile and self.device.type == "cpu" and not decode_backend_available():
+            compile = False  # this torch lacks what the CPU backend is built from (warned once)
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
