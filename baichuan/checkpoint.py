@@ -65,17 +65,21 @@ def weight_files(model_dir: Path) -> list[Path]:
                         f"{SAFE_SINGLE} or {BIN_SINGLE})")
 
 
-def _iter_tensors(file: Path):
-    """(name, tensor) pairs of one shard, read lazily where the format allows."""
+def _open_shard(file: Path):
+    """(tensor names, get(name)) of one shard; a tensor is read only when asked for."""
     if file.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
         try:
-            with safe_open(str(file), framework="pt", device="cpu") as f:
-                for name in f.keys():
-                    yield name, f.get_tensor(name)
+            handle = safe_open(str(file), framework="pt", device="cpu")
         except SafetensorError as e:
             raise BaichuanError(f"{file}: corrupt or truncated safetensors file ({e})") from None
-        return
+
+        def get(name):
+            try:
+                return handle.get_tensor(name)
+            except SafetensorError as e:
+                raise BaichuanError(f"{file}: corrupt or truncated safetensors file ({e})") from None
+        return list(handle.keys()), get
     try:  # mmap: tensors are paged in as they are copied, the shard is never held twice
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as e:
@@ -86,14 +90,38 @@ def _iter_tensors(file: Path):
         raise BaichuanError(f"{file}: cannot be read as a weights-only PyTorch checkpoint ({e})") from None
     if not isinstance(state, dict):
         raise BaichuanError(f"{file}: expected a dict of tensors, got {type(state).__name__}")
-    yield from state.items()
+    return list(state), state.__getitem__
 
 
-def _torch_load(file):
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise BaichuanError(f"{file}: corrupt or truncated checkpoint ({e})") from None
+def _iter_tensors(file: Path):
+    """(name, tensor) pairs of one shard, read lazily where the format allows."""
+    names, get = _open_shard(file)
+    for name in names:
+        yield name, get(name)
+
+
+class WeightReader:
+    """The tensors of a model directory by name, in any order, one at a time: every shard is
+    opened once and a tensor is read (safetensors) or paged in (.bin, memory-mapped) only when
+    asked for, so a reader of a 13B model holds one tensor, not the model."""
+
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        self._get: dict[str, tuple[Path, object]] = {}
+        for file in weight_files(self.model_dir):
+            names, get = _open_shard(file)
+            self._get.update((n, (file, get)) for n in names if not n.endswith(IGNORED_SUFFIXES))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._get
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._get:
+            raise BaichuanError(f"{self.model_dir}: tensor {name!r} is missing from the checkpoint")
+        return self._get[name][1](name)
+
+    def file_of(self, name: str) -> Path:
+        return self._get[name][0]
 
 
 def load_weights(model: Baichuan, model_dir: str | Path) -> None:
@@ -163,10 +191,10 @@ def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | No
 
 # -------------------------------------------------------------------------------------- writing
 
-def _shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
+def _shards(sizes: dict[str, int], max_bytes: int) -> list[list[str]]:
+    """Names grouped in order into shards of at most `max_bytes` (a larger tensor gets its own)."""
     shards, current, size = [], [], 0
-    for name, t in state.items():
-        nbytes = t.numel() * t.element_size()
+    for name, nbytes in sizes.items():
         if current and size + nbytes > max_bytes:
             shards.append(current)
             current, size = [], 0
@@ -189,11 +217,7 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
         state = {k: v.detach() for k, v in model.state_dict().items()}
         dtype = dtype or next(iter(state.values())).dtype
         write_weights(tmp, state, dict.fromkeys(state, dtype), max_shard_bytes)
-        # with the remote code, so HF's Auto classes open the directory (trust_remote_code=True)
-        _write_json(tmp / "config.json", to_hf_dict(model.cfg, torch_dtype=str(dtype).removeprefix("torch."))
-                    | {"auto_map": hf.CONFIG_AUTO_MAP})
-        hf.copy_code(tmp)
-        write_generation_config(tmp, model.cfg, generation_config)
+        write_config_files(tmp, model.cfg, dtype, generation_config)
         if tokenizer is not None:
             tokenizer.save(tmp)
     return out_dir
@@ -250,13 +274,36 @@ def write_weights(folder: Path, state: dict[str, torch.Tensor], dtypes: dict[str
                   max_shard_bytes: int) -> None:
     """`state` as shards of at most `max_shard_bytes` plus the index, each tensor moved to CPU and
     cast to its dtype one shard at a time (never a second copy of the whole model)."""
-    names = _shards(state, max_shard_bytes)
-    weight_map, total = {}, 0
-    for i, shard in enumerate(names, 1):
-        tensors = {n: state[n].to(device="cpu", dtype=dtypes[n]) for n in shard}
-        total += write_shard(folder, f"model-{i:05d}-of-{len(names):05d}.safetensors", tensors, weight_map)
-        del tensors
+    sizes = {n: t.numel() * dtypes[n].itemsize for n, t in state.items()}
+    write_weights_streamed(folder, ((n, state[n].to(device="cpu", dtype=dtypes[n])) for n in state), sizes,
+                           max_shard_bytes)
+
+
+def write_weights_streamed(folder: Path, tensors, sizes: dict[str, int], max_shard_bytes: int) -> None:
+    """Tensors that arrive one at a time, as (name, tensor) in the order of `sizes` (their bytes),
+    written as shards of at most `max_shard_bytes` plus the index: at most one shard is held."""
+    groups = _shards(sizes, max_shard_bytes)
+    weight_map, total, shard, done = {}, 0, {}, 0
+    for name, tensor in tensors:
+        shard[name] = tensor
+        if done < len(groups) and name == groups[done][-1]:
+            if list(shard) != groups[done]:
+                raise ValueError(f"tensors arrived out of order: {list(shard)} for shard {groups[done]}")
+            done += 1
+            total += write_shard(folder, f"model-{done:05d}-of-{len(groups):05d}.safetensors", shard, weight_map)
+            shard = {}
+    if shard or done != len(groups):
+        raise ValueError("the tensors that arrived are not the ones announced")
     write_index(folder, weight_map, total)
+
+
+def write_config_files(folder: Path, cfg, dtype: torch.dtype, gen: GenerationConfig | None = None) -> None:
+    """config.json with the remote code it names (so HF's Auto classes open the directory with
+    trust_remote_code=True) and generation_config.json."""
+    _write_json(folder / "config.json", to_hf_dict(cfg, torch_dtype=str(dtype).removeprefix("torch."))
+                | {"auto_map": hf.CONFIG_AUTO_MAP})
+    hf.copy_code(folder)
+    write_generation_config(folder, cfg, gen)
 
 
 def write_generation_config(folder: Path, cfg, gen: GenerationConfig | None = None) -> None:

@@ -251,6 +251,16 @@ def cmd_adapt(args) -> None:
           workers=args.workers, compile=args.compile, **opts)
 
 
+def cmd_export(args) -> None:
+    from baichuan.gguf.command import run_export
+    run_export(args)
+
+
+def cmd_import(args) -> None:
+    from baichuan.gguf.command import run_import
+    run_import(args)
+
+
 def cmd_index(args) -> None:
     from baichuan.rag.command import run_index
     run_index(args)
@@ -396,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="C-Eval / CMMLU / MMLU, bits per byte, tokenizer report")
     eval_command.add_arguments(p)
     p.set_defaults(func=cmd_eval)
+
+    from baichuan.gguf import command as gguf_command
+    p = sub.add_parser("export", help="a model directory as one GGUF file for llama.cpp / Ollama (streams)")
+    gguf_command.add_export_arguments(p)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("import", help="a Baichuan-family GGUF file as a model directory")
+    gguf_command.add_import_arguments(p)
+    p.set_defaults(func=cmd_import)
 
     from baichuan.rag import command as rag_command
     p = sub.add_parser("index", help="index a folder of documents for `baichuan ask` (BM25, incremental)")

@@ -18,6 +18,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 extras=""
 [ "${1:-}" = "test" ] && extras="[test]"
+# llama-cpp-python (test extra) compiles llama.cpp (about 7 minutes on 2 cores). For the AVX2 baseline,
+# not -march=native: these VMs advertise AMX, which ggml then uses and the kernel refuses (SIGILL).
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF"}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 constraints=${BAICHUAN_CONSTRAINTS-constraints.txt}
 if [ -n "$constraints" ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   echo "note: $constraints was resolved for Python 3.11; installing the newest releases for this Python"

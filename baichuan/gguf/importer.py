@@ -1,0 +1,184 @@
+"""`baichuan import FILE.gguf --out DIR`: a Baichuan-family GGUF as a model directory.
+
+Reads what `baichuan export` writes ("llama" for RoPE, "refact" for ALiBi) and what llama.cpp's
+own converter writes for the released shapes ("baichuan": 32 layers RoPE, 40 layers ALiBi, the
+head as released). Quantized tensors are dequantized (gguf-py's reference dequantizers) to fp32,
+or to bf16 when the file stores them so; the SentencePiece model is rebuilt from the vocabulary.
+Tensors are read from the memory-mapped file one at a time and written shard by shard.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from baichuan.checkpoint import atomic_dir, write_config_files, write_weights_streamed
+from baichuan.config import BAICHUAN2_VOCAB, ModelConfig, to_hf_dict
+from baichuan.errors import BaichuanError
+from baichuan.gguf import format as fmt
+from baichuan.gguf.export import _gguf
+from baichuan.tokenizer import Tokenizer
+
+ARCHS = (fmt.ROPE_ARCH, fmt.ALIBI_ARCH, "baichuan")
+SHARD_BYTES = 2 * 1024 ** 3
+
+
+def _open(path: Path):
+    gguf = _gguf()
+    if not path.is_file():
+        raise BaichuanError(f"{path}: no such GGUF file")
+    try:
+        return gguf.GGUFReader(str(path))
+    except Exception as e:  # noqa: BLE001 - a bad header raises ValueError, IndexError, struct errors...
+        raise BaichuanError(f"{path}: not a readable GGUF file (truncated or corrupt: {type(e).__name__}: {e})") from None
+
+
+def _field(reader, path: Path, key: str, default=None):
+    field = reader.fields.get(key)
+    if field is None:
+        if default is None:
+            raise BaichuanError(f"{path}: metadata key {key!r} is missing")
+        return default
+    return field.contents()
+
+
+def _float32(value) -> float:
+    """A float32 field as the number it was written from (1e-06, not 9.999999974752427e-07)."""
+    return float(str(np.float32(value)))
+
+
+def read_config(reader, path: Path) -> ModelConfig:
+    arch = _field(reader, path, "general.architecture")
+    if arch not in ARCHS:
+        raise BaichuanError(f"{path}: architecture {arch!r} is not a Baichuan model this package can import "
+                            f"(expected one of {', '.join(ARCHS)})")
+    heads = int(_field(reader, path, f"{arch}.attention.head_count"))
+    kv_heads = int(_field(reader, path, f"{arch}.attention.head_count_kv", heads))
+    if kv_heads != heads:
+        raise BaichuanError(f"{path}: {kv_heads} KV heads for {heads} query heads (grouped-query attention) is "
+                            "not a Baichuan model")
+    layers = int(_field(reader, path, f"{arch}.block_count"))
+    vocab = len(_field(reader, path, "tokenizer.ggml.tokens"))
+    if arch == "baichuan":  # llama.cpp's own rule for its Baichuan graph
+        if layers not in (32, 40):
+            raise BaichuanError(f"{path}: a llama.cpp 'baichuan' model of {layers} layers has no position code "
+                                "in llama.cpp; only the released 32 (RoPE) and 40 (ALiBi) layer shapes are defined")
+        position = "rope" if layers == 32 else "alibi"
+    else:
+        position = "rope" if arch == fmt.ROPE_ARCH else "alibi"
+    baichuan2 = vocab == BAICHUAN2_VOCAB
+    return ModelConfig(
+        vocab_size=vocab, hidden_size=int(_field(reader, path, f"{arch}.embedding_length")),
+        intermediate_size=int(_field(reader, path, f"{arch}.feed_forward_length")), num_layers=layers,
+        num_heads=heads, max_len=int(_field(reader, path, f"{arch}.context_length", 4096)), position=position,
+        rope_theta=_float32(_field(reader, path, f"{arch}.rope.freq_base", 10000.0)),
+        rope_fp32=bool(_field(reader, path, fmt.KEY_ROPE_FP32, baichuan2)),
+        alibi=str(_field(reader, path, fmt.KEY_ALIBI, "relative")),
+        norm_head=bool(_field(reader, path, fmt.KEY_NORM_HEAD, baichuan2)),
+        rms_norm_eps=_float32(_field(reader, path, f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
+        bos_token_id=int(_field(reader, path, "tokenizer.ggml.bos_token_id", 1)),
+        eos_token_id=int(_field(reader, path, "tokenizer.ggml.eos_token_id", 2)),
+        pad_token_id=int(_field(reader, path, "tokenizer.ggml.padding_token_id", 0)),
+        name=path.stem)
+
+
+def read_tokenizer(reader, path: Path) -> Tokenizer:
+    """The SentencePiece model: the one `baichuan export` stores whole, else rebuilt from the
+    vocabulary (pieces, scores, types, the normalizer switches and table) as llama.cpp's
+    converter writes it."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    if _field(reader, path, "tokenizer.ggml.model") != "llama":
+        raise BaichuanError(f"{path}: tokenizer {_field(reader, path, 'tokenizer.ggml.model')!r} is not "
+                            "SentencePiece ('llama'), which every Baichuan model uses")
+    tokens = _field(reader, path, "tokenizer.ggml.tokens")
+    stored = bytes(_field(reader, path, fmt.KEY_SENTENCEPIECE, []))
+    if stored:
+        tok = Tokenizer(stored, source=str(path))
+        if [tok.piece(i) for i in range(tok.vocab_size)] != tokens:
+            raise BaichuanError(f"{path}: the stored SentencePiece model does not match tokenizer.ggml.tokens")
+        return tok
+    scores = _field(reader, path, "tokenizer.ggml.scores", [0.0] * len(tokens))
+    types = _field(reader, path, "tokenizer.ggml.token_type", [1] * len(tokens))
+    proto = pb.ModelProto()
+    for piece, score, kind in zip(tokens, scores, types, strict=True):
+        proto.pieces.add(piece=piece, score=float(score), type=int(kind))
+    proto.trainer_spec.model_type = pb.TrainerSpec.BPE
+    proto.trainer_spec.byte_fallback = any(int(k) == pb.ModelProto.SentencePiece.BYTE for k in types)
+    proto.trainer_spec.unk_id = int(_field(reader, path, "tokenizer.ggml.unknown_token_id", 0))
+    proto.trainer_spec.bos_id = int(_field(reader, path, "tokenizer.ggml.bos_token_id", 1))
+    proto.trainer_spec.eos_id = int(_field(reader, path, "tokenizer.ggml.eos_token_id", 2))
+    proto.trainer_spec.pad_id = -1
+    charsmap = bytes(_field(reader, path, "tokenizer.ggml.precompiled_charsmap", []))
+    spec = proto.normalizer_spec
+    spec.name = "nmt_nfkc" if charsmap else "identity"
+    spec.precompiled_charsmap = charsmap
+    spec.add_dummy_prefix = bool(_field(reader, path, "tokenizer.ggml.add_space_prefix", True))
+    spec.remove_extra_whitespaces = bool(_field(reader, path, "tokenizer.ggml.remove_extra_whitespaces", False))
+    spec.escape_whitespaces = True
+    return Tokenizer(proto.SerializeToString(), source=str(path))
+
+
+def _dequantize(tensor, path: Path) -> torch.Tensor:
+    gguf = _gguf()
+    kind = tensor.tensor_type
+    try:
+        data = gguf.quants.dequantize(tensor.data, kind)
+    except NotImplementedError:
+        raise BaichuanError(f"{path}: tensor {tensor.name!r} has type {kind.name}, which gguf-py cannot "
+                            "dequantize; re-export the model as f16, bf16, q8_0, q4_0 or q4_k_m") from None
+    shape = tuple(int(n) for n in reversed(tensor.shape))
+    out = torch.from_numpy(np.array(data, dtype=np.float32).reshape(shape))  # a copy: the file is mapped read-only
+    return out.to(torch.bfloat16) if kind == gguf.GGMLQuantizationType.BF16 else out
+
+
+def _our_tensors(reader, path: Path, cfg: ModelConfig, arch: str, dtype: torch.dtype):
+    """(our name, tensor in `dtype`) in file order, W_pack assembled from attn_q/k/v. q/k rows are
+    in llama.cpp's RoPE pair order in "llama" files and in llama.cpp's converter's "baichuan" ones
+    (which reorders them for ALiBi models too: harmless there, as q and k move alike)."""
+    tensors = {t.name: t for t in reader.tensors}
+    for name, _, shape in fmt.plan(cfg):
+        if name not in tensors:
+            raise BaichuanError(f"{path}: tensor {name!r} is missing")
+        found = tuple(int(n) for n in reversed(tensors[name].shape))
+        if found != shape:
+            raise BaichuanError(f"{path}: tensor {name!r} has shape {list(found)}, expected {list(shape)} "
+                                "from the file's own metadata")
+    for name, ours, _ in fmt.plan(cfg):
+        kind = name.split(".")[-2]
+        if kind in ("attn_k", "attn_v"):
+            continue
+        if kind == "attn_q":
+            prefix = name.rsplit(".", 2)[0]
+            q, k, v = (_dequantize(tensors[f"{prefix}.{part}.weight"], path) for part in ("attn_q", "attn_k", "attn_v"))
+            if arch != fmt.ALIBI_ARCH:
+                q, k = fmt.rope_rows_from_gguf(q, cfg.num_heads), fmt.rope_rows_from_gguf(k, cfg.num_heads)
+            yield ours, torch.cat([q.to(dtype), k.to(dtype), v.to(dtype)])
+        else:
+            yield ours, _dequantize(tensors[name], path).to(dtype)
+
+
+def import_gguf(path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
+    """Write the GGUF file `path` as a model directory `out_dir` (atomically), tokenizer included.
+    The weights are bf16 when the file stores every matrix as BF16, else fp32."""
+    from tqdm import tqdm
+    path, out_dir = Path(path), Path(out_dir)
+    reader = _open(path)
+    cfg = read_config(reader, path)
+    tok = read_tokenizer(reader, path)
+    arch = _field(reader, path, "general.architecture")
+    matrices = [t for t in reader.tensors if len(t.shape) == 2]
+    dtype = torch.bfloat16 if all(t.tensor_type.name == "BF16" for t in matrices) else torch.float32
+    sizes = {}
+    for _, ours, shape in fmt.plan(cfg):
+        rows = 3 * shape[0] if ours.endswith("W_pack.weight") else shape[0]
+        sizes[ours] = rows * int(np.prod(shape[1:])) * dtype.itemsize
+    with atomic_dir(out_dir) as tmp:
+        tensors = tqdm(_our_tensors(reader, path, cfg, arch, dtype), total=len(sizes), desc="import", unit="tensor",
+                       disable=not progress)
+        write_weights_streamed(tmp, tensors, sizes, SHARD_BYTES)
+        write_config_files(tmp, cfg, dtype)
+        tok.save(tmp)
+    return out_dir
