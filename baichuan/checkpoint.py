@@ -103,10 +103,13 @@ def _iter_tensors(file: Path):
 class WeightReader:
     """The tensors of a model directory by name, in any order, one at a time: every shard is
     opened once and a tensor is read (safetensors) or paged in (.bin, memory-mapped) only when
-    asked for, so a reader of a 13B model holds one tensor, not the model."""
+    asked for, so a reader of a 13B model holds one tensor, not the model.
 
-    def __init__(self, model_dir: str | Path):
-        self.model_dir = Path(model_dir)
+    With `once=True` each tensor is read at most once, and a shard is closed (its mapped pages
+    released) as soon as all of its tensors have been read."""
+
+    def __init__(self, model_dir: str | Path, once: bool = False):
+        self.model_dir, self.once = Path(model_dir), once
         self._get: dict[str, tuple[Path, object]] = {}
         for file in weight_files(self.model_dir):
             names, get = _open_shard(file)
@@ -118,10 +121,20 @@ class WeightReader:
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self._get:
             raise BaichuanError(f"{self.model_dir}: tensor {name!r} is missing from the checkpoint")
-        return self._get[name][1](name)
+        tensor = self._get[name][1](name)
+        if self.once:  # the shard's handle goes with the last reference to it
+            del self._get[name]
+        return tensor
 
     def file_of(self, name: str) -> Path:
         return self._get[name][0]
+
+
+def _torch_load(file):
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise BaichuanError(f"{file}: corrupt or truncated checkpoint ({e})") from None
 
 
 def load_weights(model: Baichuan, model_dir: str | Path) -> None:

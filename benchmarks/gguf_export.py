@@ -6,7 +6,8 @@ costs in memory. llama.cpp (llama-cpp-python) runs every file; nothing here is o
 
 Quality: the model is exported as f32, f16, bf16, q8_0, q4_0 and q4_k_m; llama.cpp scores the
 held-out corpus text with each file; printed per type: file size, bits per weight, perplexity,
-and the share of positions whose argmax equals the f32 file's.
+and the share of positions whose argmax equals the f32 file's; first, our own fp32 perplexity on
+the same windows (the f32 file's should equal it).
 
 Streaming: a released-format directory (pytorch_model-*.bin shards, bf16) of the given family's
 full width and `--layers` layers (random weights, the released tokenizer from BAICHUAN_ASSETS) is
@@ -20,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,9 +30,11 @@ import numpy as np
 import torch
 
 from baichuan import corpus
+from baichuan.checkpoint import load_pretrained
 from baichuan.config import preset, to_hf_dict
 from baichuan.gguf import OUTTYPES
 from baichuan.gguf.export import export_gguf
+from baichuan.model import lm_loss
 from baichuan.tokenizer import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +74,13 @@ def llama_scores(path: Path, windows: list[list[int]], ctx: int) -> tuple[float,
 def quality(model_dir: Path, out: Path, n_tokens: int, ctx: int) -> list[dict]:
     tok = Tokenizer.load(model_dir)
     windows = heldout_ids(tok, n_tokens, ctx)
+    model = load_pretrained(model_dir)
+    with torch.no_grad():
+        nll = sum(float(lm_loss(model(torch.tensor([w]))[0, :-1], torch.tensor(w[1:]))) * (len(w) - 1) for w in windows)
+    ours = math.exp(nll / sum(len(w) - 1 for w in windows))
+    print(f"ours (PyTorch, fp32): ppl {ours:9.3f} on {len(windows)} windows of {ctx} held-out tokens", flush=True)
     params = None
-    rows, reference = [], None
+    rows, reference = [{"outtype": "ours-fp32", "perplexity": ours}], None
     for outtype in OUTTYPES:
         r = export_gguf(model_dir, out / f"model-{outtype}.gguf", outtype, progress=False)
         if params is None:
@@ -132,13 +139,15 @@ def streaming(family: str, layers: int, outtype: str, out: Path) -> dict:
     d, total, largest = released_dir(family, layers, out)
     target = out / f"{d.name}-{outtype}.gguf"
     started = time.time()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "baichuan.cli", "export", str(d), "--outtype", outtype, "--out",
-                    str(target)], check=True, cwd=REPO)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    # a fresh process (its peak is its own VmHWM, see export._peak_rss_mb), as a user would run it
+    code = ("import json, sys; from baichuan.gguf.export import export_gguf; "
+            "r = export_gguf(sys.argv[1], sys.argv[2], sys.argv[3], progress=False); print(json.dumps(r.peak_rss_mb))")
+    done = subprocess.run([sys.executable, "-c", code, str(d), str(target), outtype], check=True, cwd=REPO,
+                          capture_output=True, text=True)
+    peak = float(done.stdout.strip().splitlines()[-1]) * 1024 ** 2
     row = {"family": family, "layers": layers, "outtype": outtype, "input_bytes": total,
            "output_bytes": target.stat().st_size, "seconds": time.time() - started, "peak_rss_bytes": peak,
-           "largest_tensor_bytes": largest, "rss_measured_fresh": before == 0}
+           "largest_tensor_bytes": largest}
     print(f"{family} x{layers} layers, {total / 1e9:.2f} GB bf16 -> {outtype} {row['output_bytes'] / 1e9:.2f} GB "
           f"in {row['seconds']:.0f} s; peak RSS {peak / 1e9:.2f} GB (largest tensor {largest / 1e9:.2f} GB, "
           f"whole model {total / 1e9:.2f} GB)", flush=True)

@@ -126,6 +126,21 @@ def test_loads_released_bin_layout(tmp_path, arch_name, length_key):
         assert torch.equal(loaded(ids), model(ids))
 
 
+def test_loads_legacy_non_zip_bin_files(tmp_path):
+    """Old torch.save files cannot be memory-mapped; they are read whole, weights-only."""
+    model = tiny()
+    d = tmp_path / "legacy"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"architectures": ["BaiChuanForCausalLM"], "model_type": "baichuan",
+                                                 "vocab_size": 300, "hidden_size": 64, "intermediate_size": 160,
+                                                 "num_hidden_layers": 2, "num_attention_heads": 4,
+                                                 "max_position_embeddings": 128}))
+    torch.save(model.state_dict(), d / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    ids = torch.randint(0, 300, (1, 7))
+    with torch.no_grad():
+        assert torch.equal(load_pretrained(d)(ids), model(ids))
+
+
 def test_loads_into_bfloat16(tmp_path):
     model = tiny()
     d = save_pretrained(model, tmp_path / "m")

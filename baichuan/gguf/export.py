@@ -58,7 +58,13 @@ def _llama_cpp():
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory. VmHWM on Linux: ru_maxrss would also count the image
+    of the parent this process was forked from, as it was before exec."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _check_source(model_dir: Path) -> None:
@@ -163,7 +169,7 @@ def _llama_cpp_types(proto) -> list[int]:
 def _write_float(model_dir: Path, out: Path, cfg: ModelConfig, tok: Tokenizer, outtype: str, progress: bool) -> None:
     from tqdm import tqdm
     gguf = _gguf()
-    reader = WeightReader(model_dir)
+    reader = WeightReader(model_dir, once=True)
     tensors = fmt.plan(cfg)
     missing = [ours for _, ours, _ in tensors if ours not in reader]
     if missing:  # before the file is begun
@@ -181,12 +187,14 @@ def _write_float(model_dir: Path, out: Path, cfg: ModelConfig, tok: Tokenizer, o
     cached: tuple[str, torch.Tensor] | None = None  # W_pack, read once for q, k and v
     for name, ours, shape in tqdm(tensors, desc=f"export {outtype}", unit="tensor", disable=not progress):
         if cached is None or cached[0] != ours:
+            file = reader.file_of(ours)
+            cached = None  # the last tensor (and, once all read, its shard) goes before the next is read
             cached = (ours, reader[ours])
+            expected = (3 * cfg.hidden_size, cfg.hidden_size) if ours.endswith("W_pack.weight") else shape
+            if tuple(cached[1].shape) != expected:
+                raise BaichuanError(f"{file}: tensor {ours!r} has shape {list(cached[1].shape)}, "
+                                    f"but config.json implies {list(expected)}")
         source = cached[1]
-        expected = (3 * cfg.hidden_size, cfg.hidden_size) if ours.endswith("W_pack.weight") else shape
-        if tuple(source.shape) != expected:
-            raise BaichuanError(f"{reader.file_of(ours)}: tensor {ours!r} has shape {list(source.shape)}, "
-                                f"but config.json implies {list(expected)}")
         w.write_tensor_data(_numpy(cfg, name, source, shape, _ggml_type(shape, outtype, gguf), gguf))
     w.close()
 
