@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,26 +138,85 @@ def _torch_load(file):
         raise BaichuanError(f"{file}: corrupt or truncated checkpoint ({e})") from None
 
 
+_LLAMA_PART = re.compile(r"(model\.layers\.\d+\.)(?:self_attn\.([qkv])_proj|(ln1|ln2))\.weight")
+
+
+class Assembler:
+    """Checkpoint tensors, as they arrive, turned into ours: the llama layout's q/k/v_proj are
+    fused into W_pack (rows Q, K, V) once all three have come, Yi's ln1/ln2 are renamed, a stored
+    copy of a tied head is dropped. `add` returns the tensors of ours it completed."""
+
+    def __init__(self, cfg, where: str):
+        self.cfg, self.where, self.parts = cfg, where, {}
+
+    def add(self, name: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        if self.cfg.family != "llama":
+            return [(name, tensor)]
+        if name == "lm_head.weight" and self.cfg.tie_word_embeddings:
+            return []
+        m = _LLAMA_PART.fullmatch(name)
+        if m is None:
+            return [(name, tensor)]
+        prefix, part, norm = m.groups()
+        if norm:
+            return [(prefix + ("input_layernorm" if norm == "ln1" else "post_attention_layernorm") + ".weight", tensor)]
+        rows = dict(zip("qkv", self.cfg.qkv_rows))[part]
+        if tuple(tensor.shape) != (rows, self.cfg.hidden_size):
+            raise BaichuanError(f"{self.where}: tensor {name!r} has shape {list(tensor.shape)}, but config.json "
+                                f"implies {[rows, self.cfg.hidden_size]}")
+        parts = self.parts.setdefault(prefix, {})
+        parts[part] = tensor
+        if len(parts) < 3:
+            return []
+        del self.parts[prefix]
+        return [(prefix + "self_attn.W_pack.weight", torch.cat([parts["q"], parts["k"], parts["v"]]))]
+
+    def check_done(self) -> None:
+        for prefix, parts in self.parts.items():
+            missing = sorted(set("qkv") - set(parts))
+            raise BaichuanError(f"{self.where}: {prefix}self_attn.{missing[0]}_proj.weight is missing "
+                                "from the checkpoint")
+
+
+def disk_tensors(cfg, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict under the names a directory of `cfg.family` stores (the inverse of Assembler)."""
+    if cfg.family != "llama":
+        return state
+    out = {}
+    for name, t in state.items():
+        if name.endswith("self_attn.W_pack.weight"):
+            prefix = name[: -len("W_pack.weight")]
+            out.update(zip((prefix + f"{p}_proj.weight" for p in "qkv"), t.split(cfg.qkv_rows)))
+        elif not (name == "lm_head.weight" and cfg.tie_word_embeddings):
+            out[name] = t
+    return out
+
+
 def load_weights(model: Baichuan, model_dir: str | Path) -> None:
     """Copy every tensor of `model_dir` into `model` (any device/dtype), shard by shard."""
     model_dir = Path(model_dir)
     params = dict(model.state_dict(keep_vars=True))
+    if model.cfg.tie_word_embeddings:
+        params.pop("lm_head.weight")  # the embedding
     loaded = set()
+    assembler = Assembler(model.cfg, str(model_dir))
     for file in weight_files(model_dir):
-        for name, tensor in _iter_tensors(file):
-            if name.endswith(IGNORED_SUFFIXES):
+        for disk_name, disk_tensor in _iter_tensors(file):
+            if disk_name.endswith(IGNORED_SUFFIXES):
                 continue
-            if name not in params:
-                hint = " (a bitsandbytes-quantized release; load the bf16 model instead)" \
-                    if name.endswith((".quant_state", ".SCB")) or ".weight." in name else ""
-                raise BaichuanError(f"{file}: unexpected tensor {name!r}{hint}")
-            target = params[name]
-            if tuple(tensor.shape) != tuple(target.shape):
-                raise BaichuanError(f"{file}: tensor {name!r} has shape {list(tensor.shape)}, "
-                                    f"but config.json implies {list(target.shape)}")
-            with torch.no_grad():
-                target.copy_(tensor)
-            loaded.add(name)
+            for name, tensor in assembler.add(disk_name, disk_tensor):
+                if name not in params:
+                    hint = " (a bitsandbytes-quantized release; load the bf16 model instead)" \
+                        if name.endswith((".quant_state", ".SCB")) or ".weight." in name else ""
+                    raise BaichuanError(f"{file}: unexpected tensor {disk_name!r}{hint}")
+                target = params[name]
+                if tuple(tensor.shape) != tuple(target.shape):
+                    raise BaichuanError(f"{file}: tensor {name!r} has shape {list(tensor.shape)}, "
+                                        f"but config.json implies {list(target.shape)}")
+                with torch.no_grad():
+                    target.copy_(tensor)
+                loaded.add(name)
+    assembler.check_done()
     missing = [n for n in params if n not in loaded]
     if missing:
         raise BaichuanError(f"{model_dir}: {len(missing)} tensors missing from the checkpoint, "
@@ -227,7 +287,7 @@ def save_pretrained(model: Baichuan, out_dir: str | Path, tokenizer=None,
     crash leaves either the old directory or the new one, never a half-written one."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        state = {k: v.detach() for k, v in model.state_dict().items()}
+        state = disk_tensors(model.cfg, {k: v.detach() for k, v in model.state_dict().items()})
         dtype = dtype or next(iter(state.values())).dtype
         write_weights(tmp, state, dict.fromkeys(state, dtype), max_shard_bytes)
         write_config_files(tmp, model.cfg, dtype, generation_config)
@@ -311,11 +371,13 @@ def write_weights_streamed(folder: Path, tensors, sizes: dict[str, int], max_sha
 
 
 def write_config_files(folder: Path, cfg, dtype: torch.dtype, gen: GenerationConfig | None = None) -> None:
-    """config.json with the remote code it names (so HF's Auto classes open the directory with
-    trust_remote_code=True) and generation_config.json."""
-    _write_json(folder / "config.json", to_hf_dict(cfg, torch_dtype=str(dtype).removeprefix("torch."))
-                | {"auto_map": hf.CONFIG_AUTO_MAP})
-    hf.copy_code(folder)
+    """config.json and generation_config.json; a Baichuan directory also gets the remote code its
+    config names (so HF's Auto classes open it with trust_remote_code=True; HF has LLaMA itself)."""
+    d = to_hf_dict(cfg, torch_dtype=str(dtype).removeprefix("torch."))
+    if cfg.family == "baichuan":
+        d["auto_map"] = hf.CONFIG_AUTO_MAP
+        hf.copy_code(folder)
+    _write_json(folder / "config.json", d)
     write_generation_config(folder, cfg, gen)
 
 

@@ -48,6 +48,12 @@ class ModelConfig:
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2
+    # LLaMA-family checkpoints (LLaMA-2, Yi): grouped-query attention (None: one KV head per query
+    # head, as every Baichuan model), a head tied to the embeddings, and the tensor names and
+    # config.json they are stored with ("baichuan" or "llama"; checkpoint.py maps the names)
+    num_kv_heads: int | None = None
+    tie_word_embeddings: bool = False
+    family: str = "baichuan"
     name: str = field(default="", compare=False)  # preset or source, for banners only
 
     def __post_init__(self):
@@ -63,6 +69,16 @@ class ModelConfig:
             problems.append(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if not problems and self.position == "rope" and self.head_dim % 2:
             problems.append(f"RoPE needs an even head_dim, got {self.head_dim}")
+        if not problems and (not isinstance(self.kv_heads, int) or self.kv_heads <= 0
+                             or self.num_heads % self.kv_heads):
+            problems.append(f"num_kv_heads {self.num_kv_heads!r} must divide num_heads {self.num_heads}")
+        if self.family not in ("baichuan", "llama"):
+            problems.append(f"family must be 'baichuan' or 'llama', got {self.family!r}")
+        elif self.family == "llama" and (self.position != "rope" or self.norm_head):
+            problems.append("a llama-family model has RoPE and a plain head")
+        elif self.family == "baichuan" and (self.kv_heads != self.num_heads or self.tie_word_embeddings):
+            problems.append("grouped-query attention and tied embeddings are stored in the llama layout "
+                            "(family='llama'); Baichuan's own config.json has no field for them")
         if problems:
             raise BaichuanError("invalid model config: " + "; ".join(problems))
 
@@ -70,18 +86,29 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    @property
+    def kv_heads(self) -> int:
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+
+    @property
+    def qkv_rows(self) -> tuple[int, int, int]:
+        """Rows of Q, K and V in the fused W_pack weight (K and V are smaller with grouped-query attention)."""
+        return self.hidden_size, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim
+
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
     def num_params(self, embeddings: bool = True) -> int:
         h, i, v, n = self.hidden_size, self.intermediate_size, self.vocab_size, self.num_layers
-        per_layer = 4 * h * h + 3 * h * i + 2 * h
+        per_layer = h * sum(self.qkv_rows) + h * h + 3 * h * i + 2 * h
         total = n * per_layer + h + v * h  # layers + final norm + lm_head
-        return total + (v * h if embeddings else 0)
+        return total + (v * h if embeddings and not self.tie_word_embeddings else 0)
 
     def describe(self) -> str:
         """One line naming what this config is, for banners."""
-        kind = self.position + ("+normhead" if self.norm_head else "")
+        kind = self.position + ("+normhead" if self.norm_head else "") + \
+            (f"+gqa{self.kv_heads}" if self.kv_heads != self.num_heads else "") + \
+            ("+tied" if self.tie_word_embeddings else "") + (" (llama layout)" if self.family == "llama" else "")
         return (f"{self.name or 'baichuan'}: {self.num_params() / 1e6:,.1f}M params, {self.num_layers} layers, "
                 f"hidden {self.hidden_size}, {self.num_heads} heads, vocab {self.vocab_size}, {kind}")
 
@@ -124,6 +151,7 @@ def preset(name: str, **overrides) -> ModelConfig:
 
 _ARCH_V1_7B = "BaiChuanForCausalLM"
 _ARCH = "BaichuanForCausalLM"
+LLAMA_ARCHS = ("LlamaForCausalLM", "YiForCausalLM")
 
 
 def from_hf_dict(d: dict, source: str = "config.json") -> ModelConfig:
@@ -134,10 +162,12 @@ def from_hf_dict(d: dict, source: str = "config.json") -> ModelConfig:
 
     archs = d.get("architectures") or []
     arch = archs[0] if archs else None
+    if arch in LLAMA_ARCHS or d.get("model_type") in ("llama", "Yi"):
+        return _from_llama_dict(d, source, need)
     if d.get("model_type") not in ("baichuan", None) or arch not in (_ARCH_V1_7B, _ARCH):
         raise BaichuanError(
             f"{source}: unknown architecture {arch!r} (model_type {d.get('model_type')!r}); "
-            f"expected {_ARCH_V1_7B} or {_ARCH} with model_type 'baichuan'")
+            f"expected {_ARCH_V1_7B} or {_ARCH} with model_type 'baichuan', or {' / '.join(LLAMA_ARCHS)}")
     hidden = need("hidden_size")
     vocab = need("vocab_size")
     max_len = d.get("model_max_length") or d.get("max_position_embeddings")
@@ -162,9 +192,47 @@ def from_hf_dict(d: dict, source: str = "config.json") -> ModelConfig:
         raise BaichuanError(f"{source}: {e}") from None
 
 
+def _from_llama_dict(d: dict, source: str, need) -> ModelConfig:
+    """LLaMA-2 / Yi config.json (LlamaForCausalLM, or Yi's first YiForCausalLM)."""
+    if d.get("hidden_act", "silu") != "silu":
+        raise BaichuanError(f"{source}: hidden_act {d['hidden_act']!r} is not supported (SwiGLU with silu only)")
+    for key in ("attention_bias", "mlp_bias"):
+        if d.get(key):
+            raise BaichuanError(f"{source}: field {key!r} is true; models with biases are not supported")
+    # transformers 5 writes `rope_parameters` {rope_theta, rope_type}; 4.x `rope_theta` and `rope_scaling`
+    rope = d.get("rope_parameters") or {}
+    scaling = d.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
+    if scaling:
+        raise BaichuanError(f"{source}: RoPE scaling {scaling!r} is not supported (plain RoPE only)")
+    theta = d.get("rope_theta", rope.get("rope_theta", 10000.0))
+    heads = need("num_attention_heads")
+    if d.get("head_dim") not in (None, need("hidden_size") // heads):
+        raise BaichuanError(f"{source}: head_dim {d['head_dim']} is not hidden_size / num_attention_heads")
+    try:
+        return ModelConfig(
+            vocab_size=need("vocab_size"), hidden_size=need("hidden_size"), intermediate_size=need("intermediate_size"),
+            num_layers=need("num_hidden_layers"), num_heads=heads, num_kv_heads=d.get("num_key_value_heads", heads),
+            max_len=int(need("max_position_embeddings")), position="rope", rope_theta=float(theta),
+            rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)), initializer_range=float(d.get("initializer_range", 0.02)),
+            tie_word_embeddings=bool(d.get("tie_word_embeddings", False)), family="llama",
+            pad_token_id=d.get("pad_token_id") if isinstance(d.get("pad_token_id"), int) else 0,
+            bos_token_id=d.get("bos_token_id", 1), eos_token_id=d.get("eos_token_id", 2), name=Path(source).parent.name)
+    except BaichuanError as e:
+        raise BaichuanError(f"{source}: {e}") from None
+
+
 def to_hf_dict(cfg: ModelConfig, torch_dtype: str = "bfloat16") -> dict:
     """A config.json Baichuan loaders accept. The class name is chosen so that loaders which infer
     the architecture (vLLM) infer the right one where the release's rule can express it."""
+    if cfg.family == "llama":
+        return {"architectures": [LLAMA_ARCHS[0]], "model_type": "llama", "vocab_size": cfg.vocab_size,
+                "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+                "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+                "num_key_value_heads": cfg.kv_heads, "hidden_act": "silu", "max_position_embeddings": cfg.max_len,
+                "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta, "rope_scaling": None,
+                "attention_bias": False, "mlp_bias": False, "initializer_range": cfg.initializer_range,
+                "pad_token_id": cfg.pad_token_id, "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,
+                "tie_word_embeddings": cfg.tie_word_embeddings, "use_cache": True, "torch_dtype": torch_dtype}
     arch = _ARCH if (cfg.position == "alibi" or cfg.norm_head) else _ARCH_V1_7B
     d = {
         "architectures": [arch],

@@ -5,12 +5,16 @@ moves between this model and a released checkpoint with no renaming:
 
     model.embed_tokens.weight
     model.layers.{i}.input_layernorm.weight
-    model.layers.{i}.self_attn.W_pack.weight        fused [Q;K;V], head-major rows
+    model.layers.{i}.self_attn.W_pack.weight        fused [Q;K;V], head-major rows (K, V: kv_heads heads)
     model.layers.{i}.self_attn.o_proj.weight
     model.layers.{i}.post_attention_layernorm.weight
     model.layers.{i}.mlp.{gate,up,down}_proj.weight
     model.norm.weight
     lm_head.weight                                  raw (un-normalized) rows for NormHead models
+
+LLaMA-family checkpoints (LLaMA-2, Yi) are the same math with two config fields: grouped-query
+attention (`num_kv_heads` < `num_heads`: K and V have fewer heads, each shared by a group of query
+heads) and a head tied to the embeddings; checkpoint.py maps their q/k/v_proj names onto W_pack.
 
 No files, devices, parallelism or quantization here: those are applied from outside
 (`checkpoint.load_pretrained`, the training and inference stages). Build on the meta device and
@@ -139,7 +143,7 @@ class KVCache:
     place."""
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
-        shape = (batch_size, cfg.num_heads, max_len, cfg.head_dim)
+        shape = (batch_size, cfg.kv_heads, max_len, cfg.head_dim)  # the KV heads only
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -182,18 +186,25 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int):
         super().__init__()
         self.cfg, self.layer_idx = cfg, layer_idx
-        self.W_pack = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=False)
+        self.W_pack = nn.Linear(cfg.hidden_size, sum(cfg.qkv_rows), bias=False)
         self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
 
     def forward(self, x, rope, mask, is_causal, cache: KVCache | None, slots=None):
         B, T, H = x.shape
-        q, k, v = self.W_pack(x).view(B, T, 3, self.cfg.num_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
+        cfg = self.cfg
+        if cfg.kv_heads == cfg.num_heads:
+            q, k, v = self.W_pack(x).view(B, T, 3, cfg.num_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        else:
+            q, k, v = self.W_pack(x).split(cfg.qkv_rows, dim=-1)
+            q = q.view(B, T, cfg.num_heads, cfg.head_dim).transpose(1, 2)
+            k, v = (t.view(B, T, cfg.kv_heads, cfg.head_dim).transpose(1, 2) for t in (k, v))
         if rope is not None:
             cos, sin = rope
-            q, k = apply_rope(q, cos, sin, self.cfg.rope_fp32), apply_rope(k, cos, sin, self.cfg.rope_fp32)
+            q, k = apply_rope(q, cos, sin, cfg.rope_fp32), apply_rope(k, cos, sin, cfg.rope_fp32)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v, slots)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           enable_gqa=cfg.kv_heads != cfg.num_heads)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, H))
 
 
@@ -294,6 +305,13 @@ class Baichuan(nn.Module):
         self.lm_head = (NormHead(cfg.hidden_size, cfg.vocab_size) if cfg.norm_head
                         else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False))
         self.chunk_loss = _chunk_loss  # training compiles it from outside (train/parallel.py)
+        self.tie_weights()
+
+    def tie_weights(self):
+        """With tie_word_embeddings the head is the embedding matrix, one Parameter. Moving a model
+        (`to_empty`, `to`) replaces each module's parameters separately, so movers call this again."""
+        if self.cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
 
     def forward(self, input_ids, position_ids=None, key_mask=None, cache: KVCache | None = None, segments=None,
                 targets=None):
@@ -314,7 +332,7 @@ class Baichuan(nn.Module):
         scaled by 1/sqrt(2*layers) for the two projections that write into the residual stream
         (GPT-2/Megatron practice, keeps the residual variance flat with depth), 1 for norms."""
         std = self.cfg.initializer_range
-        for name, p in self.named_parameters():
+        for name, p in self.named_parameters():  # a tied head is the embedding, listed once
             if p.ndim == 1:
                 nn.init.ones_(p)
             elif name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -377,6 +395,7 @@ def build(cfg: ModelConfig, device="cpu", dtype=torch.float32, init: bool = True
         model = Baichuan(cfg)
     model.to(dtype=dtype)
     model.to_empty(device=device)
+    model.tie_weights()
     if init:
         model.init_weights()
     return model

@@ -83,15 +83,16 @@ def _ggml_type(shape: tuple[int, ...], outtype: str, gguf):
     return {"f16": gguf.GGMLQuantizationType.F16, "bf16": gguf.GGMLQuantizationType.BF16}[outtype]
 
 
-def _numpy(cfg: ModelConfig, name: str, source: torch.Tensor, shape: tuple[int, ...], ggml_type, gguf) -> np.ndarray:
+def _numpy(cfg: ModelConfig, entry: fmt.Entry, source: torch.Tensor, ggml_type, gguf) -> np.ndarray:
     """The tensor as written, converted a block of rows at a time: a 13B head in fp32 would be 2.6 GB."""
-    if len(shape) == 1:
+    if len(entry.shape) == 1:
         return source.float().numpy()
-    out = np.empty(shape, dtype={gguf.GGMLQuantizationType.F32: np.float32, gguf.GGMLQuantizationType.F16: np.float16,
-                                 gguf.GGMLQuantizationType.BF16: np.uint16}[ggml_type])
+    out = np.empty(entry.shape, dtype={gguf.GGMLQuantizationType.F32: np.float32,
+                                       gguf.GGMLQuantizationType.F16: np.float16,
+                                       gguf.GGMLQuantizationType.BF16: np.uint16}[ggml_type])
     block = cfg.head_dim * 64  # whole heads, as the RoPE row order needs
-    for start in range(0, shape[0], block):
-        rows = fmt.gguf_rows(cfg, name, source, start, min(start + block, shape[0]))
+    for start in range(0, entry.shape[0], block):
+        rows = fmt.gguf_rows(cfg, entry, source, start, min(start + block, entry.shape[0]))
         if ggml_type == gguf.GGMLQuantizationType.BF16:  # BF16 as its raw bits
             out[start:start + len(rows)] = rows.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
         else:
@@ -109,7 +110,7 @@ def _metadata(w, gguf, cfg: ModelConfig, tok: Tokenizer, name: str, outtype: str
     w.add_block_count(cfg.num_layers)
     w.add_feed_forward_length(cfg.intermediate_size)
     w.add_head_count(cfg.num_heads)
-    w.add_head_count_kv(cfg.num_heads)
+    w.add_head_count_kv(cfg.kv_heads)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
     if cfg.position == "rope":
@@ -117,9 +118,10 @@ def _metadata(w, gguf, cfg: ModelConfig, tok: Tokenizer, name: str, outtype: str
         w.add_rope_freq_base(cfg.rope_theta)
     else:
         w.add_max_alibi_bias(8.0)  # llama.cpp's refact graph fixes 8; said here for other readers
-    w.add_bool(fmt.KEY_NORM_HEAD, cfg.norm_head)
-    w.add_bool(fmt.KEY_ROPE_FP32, cfg.rope_fp32)
-    w.add_string(fmt.KEY_ALIBI, cfg.alibi)
+    if cfg.family == "baichuan":  # their presence is what marks a Baichuan model in a "llama" file
+        w.add_bool(fmt.KEY_NORM_HEAD, cfg.norm_head)
+        w.add_bool(fmt.KEY_ROPE_FP32, cfg.rope_fp32)
+        w.add_string(fmt.KEY_ALIBI, cfg.alibi)
     _vocab(w, gguf, tok)
 
 
@@ -170,33 +172,39 @@ def _write_float(model_dir: Path, out: Path, cfg: ModelConfig, tok: Tokenizer, o
     from tqdm import tqdm
     gguf = _gguf()
     reader = WeightReader(model_dir, once=True)
-    tensors = fmt.plan(cfg)
-    missing = [ours for _, ours, _ in tensors if ours not in reader]
+    entries = fmt.plan(cfg)
+    sources = {e.source: _stored_as(reader, e.source) for e in entries}
+    missing = [name for name, stored in sources.items() if stored is None]
     if missing:  # before the file is begun
         raise BaichuanError(f"{model_dir}: tensor {missing[0]!r} is missing from the checkpoint")
     w = gguf.GGUFWriter(str(out), fmt.arch(cfg))
     _metadata(w, gguf, cfg, tok, model_dir.resolve().name, outtype)
-    for name, _, shape in tensors:
-        ggml_type = _ggml_type(shape, outtype, gguf)
+    for e in entries:
+        ggml_type = _ggml_type(e.shape, outtype, gguf)
         itemsize = 4 if ggml_type == gguf.GGMLQuantizationType.F32 else 2
-        w.add_tensor_info(name, shape, np.dtype(np.float32 if itemsize == 4 else np.uint16),
-                          int(np.prod(shape)) * itemsize, raw_dtype=ggml_type)
+        w.add_tensor_info(e.gguf, e.shape, np.dtype(np.float32 if itemsize == 4 else np.uint16),
+                          int(np.prod(e.shape)) * itemsize, raw_dtype=ggml_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    cached: tuple[str, torch.Tensor] | None = None  # W_pack, read once for q, k and v
-    for name, ours, shape in tqdm(tensors, desc=f"export {outtype}", unit="tensor", disable=not progress):
-        if cached is None or cached[0] != ours:
-            file = reader.file_of(ours)
+    cached: tuple[str, torch.Tensor] | None = None  # a source read once for all its entries (W_pack: q, k, v)
+    for e in tqdm(entries, desc=f"export {outtype}", unit="tensor", disable=not progress):
+        if cached is None or cached[0] != e.source:
+            file = reader.file_of(sources[e.source])
             cached = None  # the last tensor (and, once all read, its shard) goes before the next is read
-            cached = (ours, reader[ours])
-            expected = (3 * cfg.hidden_size, cfg.hidden_size) if ours.endswith("W_pack.weight") else shape
+            cached = (e.source, reader[sources[e.source]])
+            expected = (sum(cfg.qkv_rows), cfg.hidden_size) if e.source.endswith("W_pack.weight") else e.shape
             if tuple(cached[1].shape) != expected:
-                raise BaichuanError(f"{file}: tensor {ours!r} has shape {list(cached[1].shape)}, "
+                raise BaichuanError(f"{file}: tensor {sources[e.source]!r} has shape {list(cached[1].shape)}, "
                                     f"but config.json implies {list(expected)}")
-        source = cached[1]
-        w.write_tensor_data(_numpy(cfg, name, source, shape, _ggml_type(shape, outtype, gguf), gguf))
+        w.write_tensor_data(_numpy(cfg, e, cached[1], _ggml_type(e.shape, outtype, gguf), gguf))
     w.close()
+
+
+def _stored_as(reader: WeightReader, name: str) -> str | None:
+    """The name a directory stores tensor `name` under: ours / HF's, or Yi's first release's ln1/ln2."""
+    yi = name.replace("input_layernorm", "ln1").replace("post_attention_layernorm", "ln2")
+    return next((n for n in (name, yi) if n in reader), None)
 
 
 def _quantize(src: Path, out: Path, outtype: str) -> None:

@@ -57,9 +57,9 @@ def read_config(reader, path: Path) -> ModelConfig:
                             f"(expected one of {', '.join(ARCHS)})")
     heads = int(_field(reader, path, f"{arch}.attention.head_count"))
     kv_heads = int(_field(reader, path, f"{arch}.attention.head_count_kv", heads))
-    if kv_heads != heads:
-        raise BaichuanError(f"{path}: {kv_heads} KV heads for {heads} query heads (grouped-query attention) is "
-                            "not a Baichuan model")
+    tied = not any(t.name == "output.weight" for t in reader.tensors)
+    # a "llama" file that is not one of our Baichuan exports is a LLaMA-family model (LLaMA-2, Yi)
+    llama = arch == fmt.ROPE_ARCH and fmt.KEY_NORM_HEAD not in reader.fields
     layers = int(_field(reader, path, f"{arch}.block_count"))
     vocab = len(_field(reader, path, "tokenizer.ggml.tokens"))
     if arch == "baichuan":  # llama.cpp's own rule for its Baichuan graph
@@ -82,7 +82,7 @@ def read_config(reader, path: Path) -> ModelConfig:
         bos_token_id=int(_field(reader, path, "tokenizer.ggml.bos_token_id", 1)),
         eos_token_id=int(_field(reader, path, "tokenizer.ggml.eos_token_id", 2)),
         pad_token_id=int(_field(reader, path, "tokenizer.ggml.padding_token_id", 0)),
-        name=path.stem)
+        num_kv_heads=kv_heads, tie_word_embeddings=tied, family="llama" if llama else "baichuan", name=path.stem)
 
 
 def read_tokenizer(reader, path: Path) -> Tokenizer:
@@ -134,30 +134,32 @@ def _dequantize(tensor, path: Path) -> torch.Tensor:
     return out.to(torch.bfloat16) if kind == gguf.GGMLQuantizationType.BF16 else out
 
 
-def _our_tensors(reader, path: Path, cfg: ModelConfig, arch: str, dtype: torch.dtype):
-    """(our name, tensor in `dtype`) in file order, W_pack assembled from attn_q/k/v. q/k rows are
-    in llama.cpp's RoPE pair order in "llama" files and in llama.cpp's converter's "baichuan" ones
+def _dir_tensors(reader, path: Path, cfg: ModelConfig, arch: str, dtype: torch.dtype):
+    """(name, tensor in `dtype`) of the directory to write, in file order: W_pack assembled from
+    attn_q/k/v in the Baichuan layout, q/k/v_proj of their own in the LLaMA one. q/k rows are in
+    llama.cpp's RoPE pair order in "llama" files and in llama.cpp's converter's "baichuan" ones
     (which reorders them for ALiBi models too: harmless there, as q and k move alike)."""
     tensors = {t.name: t for t in reader.tensors}
-    for name, _, shape in fmt.plan(cfg):
-        if name not in tensors:
-            raise BaichuanError(f"{path}: tensor {name!r} is missing")
-        found = tuple(int(n) for n in reversed(tensors[name].shape))
-        if found != shape:
-            raise BaichuanError(f"{path}: tensor {name!r} has shape {list(found)}, expected {list(shape)} "
+    entries = fmt.plan(cfg)
+    for e in entries:
+        if e.gguf not in tensors:
+            raise BaichuanError(f"{path}: tensor {e.gguf!r} is missing")
+        found = tuple(int(n) for n in reversed(tensors[e.gguf].shape))
+        if found != e.shape:
+            raise BaichuanError(f"{path}: tensor {e.gguf!r} has shape {list(found)}, expected {list(e.shape)} "
                                 "from the file's own metadata")
-    for name, ours, _ in fmt.plan(cfg):
-        kind = name.split(".")[-2]
-        if kind in ("attn_k", "attn_v"):
-            continue
-        if kind == "attn_q":
-            prefix = name.rsplit(".", 2)[0]
-            q, k, v = (_dequantize(tensors[f"{prefix}.{part}.weight"], path) for part in ("attn_q", "attn_k", "attn_v"))
-            if arch != fmt.ALIBI_ARCH:
-                q, k = fmt.rope_rows_from_gguf(q, cfg.num_heads), fmt.rope_rows_from_gguf(k, cfg.num_heads)
-            yield ours, torch.cat([q.to(dtype), k.to(dtype), v.to(dtype)])
+    fused: list[torch.Tensor] = []
+    for e in entries:
+        t = _dequantize(tensors[e.gguf], path).to(dtype)
+        if e.kind in ("attn_q", "attn_k") and arch != fmt.ALIBI_ARCH:
+            t = fmt.rope_rows_from_gguf(t, e.shape[0] // cfg.head_dim)
+        if e.source.endswith("W_pack.weight"):
+            fused.append(t)
+            if len(fused) == 3:
+                yield e.source, torch.cat(fused)
+                fused = []
         else:
-            yield ours, _dequantize(tensors[name], path).to(dtype)
+            yield e.source, t
 
 
 def import_gguf(path: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> Path:
@@ -172,11 +174,11 @@ def import_gguf(path: str | os.PathLike, out_dir: str | os.PathLike, progress: b
     matrices = [t for t in reader.tensors if len(t.shape) == 2]
     dtype = torch.bfloat16 if all(t.tensor_type.name == "BF16" for t in matrices) else torch.float32
     sizes = {}
-    for _, ours, shape in fmt.plan(cfg):
-        rows = 3 * shape[0] if ours.endswith("W_pack.weight") else shape[0]
-        sizes[ours] = rows * int(np.prod(shape[1:])) * dtype.itemsize
+    for e in fmt.plan(cfg):
+        rows = sum(cfg.qkv_rows) if e.source.endswith("W_pack.weight") else e.shape[0]
+        sizes[e.source] = rows * int(np.prod(e.shape[1:])) * dtype.itemsize
     with atomic_dir(out_dir) as tmp:
-        tensors = tqdm(_our_tensors(reader, path, cfg, arch, dtype), total=len(sizes), desc="import", unit="tensor",
+        tensors = tqdm(_dir_tensors(reader, path, cfg, arch, dtype), total=len(sizes), desc="import", unit="tensor",
                        disable=not progress)
         write_weights_streamed(tmp, tensors, sizes, SHARD_BYTES)
         write_config_files(tmp, cfg, dtype)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from baichuan.checkpoint import (
     IGNORED_SUFFIXES,
+    Assembler,
     _iter_tensors,
     _write_json,
     atomic_dir,
@@ -87,6 +88,8 @@ def save_quantized(model: Baichuan, out_dir: str | Path, tokenizer=None,
                             "save before use_kernels(), or load the model again with kernels=False")
     dtypes = checkpoint_dtypes(model, dtype)
     state = {k: v.detach() for k, v in model.state_dict().items()}
+    if model.cfg.tie_word_embeddings and "lm_head.weight" in state:
+        del state["lm_head.weight"]  # the embedding (a quantized head is stored as its own tensors)
     with atomic_dir(out_dir) as tmp:
         write_weights(tmp, state, dtypes, max_shard_bytes)
         _write_config(tmp, model.cfg, qc, dtypes["model.embed_tokens.weight"])
@@ -146,30 +149,35 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
                if k.rpartition(".")[0] not in linears.values()}
     files = weight_files(src)
     seen, weight_map, total, out_dtype = set(), {}, 0, dtype
+    assembler = Assembler(cfg, str(src))  # the llama layout's q/k/v_proj -> W_pack, ...
+    if cfg.tie_word_embeddings and not lm_head:
+        shapes.pop("lm_head.weight", None)  # the embedding; a quantized head would be its own tensor
     with atomic_dir(out_dir) as tmp:
         for i, file in enumerate(files, 1):
             tensors = {}
-            for name, t in _iter_tensors(file):
-                if name.endswith(IGNORED_SUFFIXES):
+            for disk_name, disk_tensor in _iter_tensors(file):
+                if disk_name.endswith(IGNORED_SUFFIXES):
                     continue
-                if name not in shapes:
-                    raise BaichuanError(f"{file}: unexpected tensor {name!r}")
-                if tuple(t.shape) != shapes[name]:
-                    raise BaichuanError(f"{file}: tensor {name!r} has shape {list(t.shape)}, "
-                                        f"but config.json implies {list(shapes[name])}")
-                if name in linears:
-                    t = t.to(device)
-                    if name == f"{LM_HEAD}.weight" and cfg.norm_head:  # the effective (normalized) rows
-                        t = F.normalize(t.float(), dim=-1).to(t.dtype)
-                    q = quantize_weight(t, mode, group_size, symmetric)
-                    tensors.update({f"{linears[name]}.{field}": v.cpu() for field, v in q.items()})
-                else:
-                    out_dtype = out_dtype or t.dtype
-                    tensors[name] = t.to(dtype) if dtype else t
-                seen.add(name)
+                for name, t in assembler.add(disk_name, disk_tensor):
+                    if name not in shapes:
+                        raise BaichuanError(f"{file}: unexpected tensor {disk_name!r}")
+                    if tuple(t.shape) != shapes[name]:
+                        raise BaichuanError(f"{file}: tensor {name!r} has shape {list(t.shape)}, "
+                                            f"but config.json implies {list(shapes[name])}")
+                    if name in linears:
+                        t = t.to(device)
+                        if name == f"{LM_HEAD}.weight" and cfg.norm_head:  # the effective (normalized) rows
+                            t = F.normalize(t.float(), dim=-1).to(t.dtype)
+                        q = quantize_weight(t, mode, group_size, symmetric)
+                        tensors.update({f"{linears[name]}.{field}": v.cpu() for field, v in q.items()})
+                    else:
+                        out_dtype = out_dtype or t.dtype
+                        tensors[name] = t.to(dtype) if dtype else t
+                    seen.add(name)
             if tensors:
                 total += write_shard(tmp, f"model-{i:05d}-of-{len(files):05d}.safetensors", tensors, weight_map)
             del tensors
+        assembler.check_done()
         missing = [n for n in shapes if n not in seen]
         if missing:
             raise BaichuanError(f"{src}: {len(missing)} tensors missing from the checkpoint, first: {missing[0]!r}")

@@ -60,6 +60,7 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float =
         nn.init.kaiming_uniform_(module.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(module.lora_B.weight)
         module.lora_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        module.lora_dropout.train(module.training)  # an eval-mode model stays deterministic
         module.lora_scale = alpha / r
         module._lora_handle = module.register_forward_hook(_hook)
         names.append(name)
