@@ -43,13 +43,14 @@ def _load_model_and_tokenizer(path: str, device: str | None, dtype: str | None):
     return model, tok
 
 
-def _sampling(args, model_dir: str):
+def _sampling(args, model_dir: str, tok):
     from baichuan.config import load_generation_config
     from baichuan.generate import SamplingParams
     gen = load_generation_config(model_dir)
     return SamplingParams.from_generation_config(
-        gen, max_new_tokens=args.max_new_tokens, temperature=args.temperature or None, top_k=args.top_k,
-        top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop or None, seed=args.seed,
+        gen, eos_token_ids=tuple(dict.fromkeys((gen.eos_token_id, *tok.stop_ids))),
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature or None, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, stop=args.stop or None, seed=args.seed,
         do_sample=False if args.greedy or args.temperature == 0 else None)  # temperature 0 is greedy, as in the API
 
 
@@ -58,8 +59,8 @@ def _sampling(args, model_dir: str):
 def cmd_generate(args) -> None:
     from baichuan.generate import stream_text
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
-    params = _sampling(args, args.model)
-    ids = tok.encode(args.prompt)
+    params = _sampling(args, args.model, tok)
+    ids = tok.encode_prompt(args.prompt)
     room = model.cfg.max_len - len(ids)
     if args.max_new_tokens and args.max_new_tokens > room > 0:
         print(f"note: the {model.cfg.max_len}-token context leaves room for {room} new tokens", file=sys.stderr)
@@ -72,7 +73,7 @@ def cmd_chat(args) -> None:
     from baichuan.generate import stream_text
     from baichuan.tokenizer import chat_template_for, fit_chat
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
-    params = _sampling(args, args.model)
+    params = _sampling(args, args.model, tok)
     if args.max_new_tokens is None and params.max_new_tokens > model.cfg.max_len // 2:
         # the default (Baichuan 2's 2048) must leave room for the conversation in a short context
         params = dataclasses.replace(params, max_new_tokens=model.cfg.max_len // 2)
@@ -369,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="multi-turn chat in the terminal")
     p.add_argument("model")
-    p.add_argument("--system", help="system text (Baichuan 2 template)")
-    p.add_argument("--template", choices=["baichuan", "baichuan2"], help="default: from the tokenizer")
+    p.add_argument("--system", help="system text (the baichuan2 and jinja templates)")
+    p.add_argument("--template", choices=["baichuan", "baichuan2", "jinja"],
+                   help="default: the tokenizer's own chat_template (jinja) if it has one, else by its vocabulary")
     _add_sampling(p)
     p.set_defaults(func=cmd_chat)
 

@@ -47,5 +47,5 @@ def stream_text(model: Baichuan, tokenizer, prompt_ids: list[int], params: Sampl
 
 
 def generate(model: Baichuan, tokenizer, prompt: str | list[int], params: SamplingParams) -> str:
-    prompt_ids = tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
+    prompt_ids = tokenizer.encode_prompt(prompt) if isinstance(prompt, str) else prompt
     return "".join(stream_text(model, tokenizer, prompt_ids, params))

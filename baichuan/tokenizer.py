@@ -27,6 +27,9 @@ from baichuan.data.writers import atomic_write_bytes
 from baichuan.errors import BaichuanError
 
 MODEL_FILE = "tokenizer.model"
+HF_CONFIG, HF_TEMPLATE = "tokenizer_config.json", "chat_template.jinja"
+# a non-Baichuan tokenizer directory's own files, kept and written back as they are
+HF_FILES = (HF_CONFIG, "special_tokens_map.json", "tokenizer.json", "added_tokens.json", HF_TEMPLATE)
 MODEL_MAX_LENGTH = 4096            # tokenizer_config.json of Baichuan-13B-Chat and Baichuan2-Chat
 USER_ID, ASSISTANT_ID = USER_TOKEN_ID, ASSISTANT_TOKEN_ID   # chat role ids, defined in config.py
 
@@ -46,7 +49,8 @@ class Tokenizer:
     SentencePiece itself matches it in raw text, exactly as the released models do (spec §4).
     """
 
-    def __init__(self, model_proto: bytes, *, source: str = "<memory>", model_max_length: int = MODEL_MAX_LENGTH):
+    def __init__(self, model_proto: bytes, *, source: str = "<memory>", model_max_length: int = MODEL_MAX_LENGTH,
+                 hf_files: dict[str, bytes] | None = None):
         try:
             sp = spm.SentencePieceProcessor(model_proto=model_proto)
         except RuntimeError as e:
@@ -61,6 +65,45 @@ class Tokenizer:
         # HF's BaichuanTokenizer special tokens are exactly <unk>, <s>, </s> (pad is <unk>), i.e. the
         # SentencePiece control and unknown pieces; reserved/user-defined pieces are ordinary text.
         self.special_ids = frozenset(i for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i))
+        # A tokenizer directory that is not Baichuan's (LLaMA-2, Yi) keeps its own HF files: they
+        # say whether prompts start with BOS and hold its chat template (templates.py); `save`
+        # writes them back as they were.
+        self.hf_files = dict(hf_files or {})
+        self.hf_config = json.loads(self.hf_files[HF_CONFIG]) if HF_CONFIG in self.hf_files else {}
+
+    @property
+    def add_bos(self) -> bool:
+        """Whether a prompt starts with BOS: the directory's add_bos_token (LLaMA: true); Baichuan never."""
+        return self.hf_config.get("add_bos_token", False) is True
+
+    @property
+    def chat_template(self) -> str | None:
+        """The directory's Jinja chat template (HF `apply_chat_template`), if it has one."""
+        if HF_TEMPLATE in self.hf_files:
+            return self.hf_files[HF_TEMPLATE].decode("utf-8")
+        template = self.hf_config.get("chat_template")
+        if isinstance(template, list):  # [{"name": ..., "template": ...}]: HF uses "default"
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        return template if isinstance(template, str) else None
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Ids that end a reply: EOS, and the config's eos_token where that is another token
+        (Yi-Chat's "<|im_end|>", which its chat template closes every turn with)."""
+        text = self.hf_config.get("eos_token")
+        text = text.get("content") if isinstance(text, dict) else text
+        ids = [self.eos_id]
+        if isinstance(text, str):
+            added = {e.get("content"): int(k) for k, e in (self.hf_config.get("added_tokens_decoder") or {}).items()
+                     if isinstance(e, dict)}
+            found = added.get(text, self.sp.piece_to_id(text))
+            if found != self.unk_id or text == self.sp.id_to_piece(self.unk_id):
+                ids.append(found)
+        return tuple(dict.fromkeys(ids))
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """A prompt's ids: BOS first where the tokenizer's config asks for it (LLaMA), then `encode`."""
+        return ([self.bos_id] if self.add_bos else []) + self.encode(text)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
@@ -71,8 +114,13 @@ class Tokenizer:
             raise BaichuanError(f"{path}: no such tokenizer file or directory")
         if not model.is_file():
             raise BaichuanError(f"{path}: directory has no {MODEL_FILE}")
-        max_len = _read_model_max_length(model.parent / "tokenizer_config.json")
-        return cls(model.read_bytes(), source=str(model), model_max_length=max_len)
+        max_len = _read_model_max_length(model.parent / HF_CONFIG)
+        hf_files = {}
+        config = model.parent / HF_CONFIG
+        if config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") != \
+                "BaichuanTokenizer":
+            hf_files = {f.name: f.read_bytes() for f in map(model.parent.joinpath, HF_FILES) if f.is_file()}
+        return cls(model.read_bytes(), source=str(model), model_max_length=max_len, hf_files=hf_files)
 
     # -- vocabulary ---------------------------------------------------------------------------
 
@@ -173,8 +221,18 @@ class Tokenizer:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write tokenizer.model, tokenizer_config.json, special_tokens_map.json (HF layout) and
         tokenization_baichuan.py, so `AutoTokenizer.from_pretrained(out_dir, trust_remote_code=True)`
-        opens it. The fields are those of Baichuan's released tokenizer_config.json."""
+        opens it. The fields are those of Baichuan's released tokenizer_config.json. A tokenizer
+        loaded with HF files of its own (LLaMA-2, Yi) writes those back instead."""
         out = Path(out_dir)
+        if self.hf_files:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(out / MODEL_FILE, self.model_proto)
+                for name, data in self.hf_files.items():
+                    atomic_write_bytes(out / name, data)
+            except OSError as e:
+                raise BaichuanError(f"{out}: cannot write the tokenizer there ({e.strerror or e})") from None
+            return out
         if min(self.unk_id, self.bos_id, self.eos_id) < 0:
             raise BaichuanError(f"{self.source}: has no <unk>/<s>/</s> piece, so there is no HF config to write")
 
@@ -201,7 +259,7 @@ class Tokenizer:
         try:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out / MODEL_FILE, self.model_proto)
-            atomic_write_bytes(out / "tokenizer_config.json", _json_bytes(config))
+            atomic_write_bytes(out / HF_CONFIG, _json_bytes(config))
             atomic_write_bytes(out / "special_tokens_map.json", _json_bytes(special))
             hf.copy_code(out, (hf.TOKENIZER_FILE,))
         except OSError as e:
@@ -340,16 +398,24 @@ CHAT_TEMPLATES = {"baichuan2": build_chat_input_v2, "baichuan": build_chat_input
 
 
 def chat_template_for(tok: Tokenizer) -> str:
-    """Baichuan-13B-Chat's builder for the Baichuan 1 tokenizer (role piece <reserved_102> at 195),
+    """The directory's own Jinja template where it has one (LLaMA-2-Chat, Yi-Chat: 'jinja');
+    Baichuan-13B-Chat's builder for the Baichuan 1 tokenizer (role piece <reserved_102> at 195);
     Baichuan 2's for everything else (Baichuan 2 and the tokenizers this package trains)."""
+    if tok.chat_template is not None:
+        return "jinja"
     return "baichuan" if tok.piece(USER_ID) == "<reserved_102>" else "baichuan2"
 
 
 def build_chat_input(tok: Tokenizer, messages: list[dict], template: str = "baichuan2", **kwargs) -> list[int]:
     """Dispatch by template name: 'baichuan2' (Baichuan2-Chat) or 'baichuan' (Baichuan-13B-Chat),
-    the names LLaMA-Factory uses for the same two formats."""
+    the names LLaMA-Factory uses for the same two formats, or 'jinja' (the tokenizer's own
+    chat_template, rendered and tokenized as HF does: templates.py)."""
+    if template == "jinja":
+        from baichuan.templates import build_chat_input_jinja
+        _check_messages(messages)
+        return build_chat_input_jinja(tok, messages)
     if template not in CHAT_TEMPLATES:
-        raise BaichuanError(f"template {template!r} is unknown; choose one of {sorted(CHAT_TEMPLATES)}")
+        raise BaichuanError(f"template {template!r} is unknown; choose one of {sorted(CHAT_TEMPLATES) + ['jinja']}")
     return CHAT_TEMPLATES[template](tok, messages, **kwargs)
 
 

@@ -9,6 +9,10 @@ ASSETS = Path(os.environ.get("BAICHUAN_ASSETS", REPO.parent / "shared" / "baichu
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# For subprocesses whose results are compared bit for bit: MKL's dynamic threading (on by default)
+# may use fewer threads on a busy machine, which changes float sums in the last bits.
+FIXED_THREADS = {"OMP_NUM_THREADS": "2", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
+
 
 def assets(*parts) -> Path:
     """A path inside ../shared/baichuan-assets; skip the test when the fixtures are absent."""

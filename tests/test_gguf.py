@@ -211,3 +211,62 @@ def test_bad_gguf_files_are_one_line_errors(tmp_path, small_tokenizer):
     with pytest.raises(BaichuanError, match="architecture 'gpt2' is not a Baichuan model"):
         import_gguf(other, tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def converter_style_gguf(model, tok, path):
+    """A file laid out as llama.cpp's own converter writes a Baichuan release (convert_hf_to_gguf.py,
+    conversion/baichuan.py): architecture "baichuan", W_pack split with q/k rows in llama.cpp's RoPE
+    order for every family, the head as stored (raw NormHead rows), the SentencePiece vocabulary."""
+    from sentencepiece import sentencepiece_model_pb2
+    from baichuan.gguf.format import rope_rows_to_gguf
+    cfg, h = model.cfg, model.cfg.hidden_size
+    w = gguf.GGUFWriter(str(path), "baichuan")
+    for key, value in (("context_length", cfg.max_len), ("embedding_length", h), ("block_count", cfg.num_layers),
+                       ("feed_forward_length", cfg.intermediate_size), ("attention.head_count", cfg.num_heads),
+                       ("attention.head_count_kv", cfg.num_heads), ("rope.dimension_count", cfg.head_dim)):
+        w.add_uint32(f"baichuan.{key}", value)
+    w.add_float32("baichuan.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(tok.model_proto)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([p.piece for p in proto.pieces])
+    w.add_token_scores([p.score for p in proto.pieces])
+    w.add_token_types([p.type for p in proto.pieces])
+    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    state = model.state_dict()
+    w.add_tensor("token_embd.weight", state["model.embed_tokens.weight"].numpy())
+    for i in range(cfg.num_layers):
+        p = f"model.layers.{i}."
+        q, k, v = state[p + "self_attn.W_pack.weight"].split(h)
+        for name, t in (("attn_norm", state[p + "input_layernorm.weight"]), ("attn_q", rope_rows_to_gguf(q, cfg.num_heads)),
+                        ("attn_k", rope_rows_to_gguf(k, cfg.num_heads)), ("attn_v", v),
+                        ("attn_output", state[p + "self_attn.o_proj.weight"]),
+                        ("ffn_norm", state[p + "post_attention_layernorm.weight"]),
+                        ("ffn_gate", state[p + "mlp.gate_proj.weight"]), ("ffn_up", state[p + "mlp.up_proj.weight"]),
+                        ("ffn_down", state[p + "mlp.down_proj.weight"])):
+            w.add_tensor(f"blk.{i}.{name}.weight", t.contiguous().numpy())
+    w.add_tensor("output_norm.weight", state["model.norm.weight"].numpy())
+    w.add_tensor("output.weight", state["lm_head.weight"].numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("arch,layers", [("baichuan-7b", 32), ("baichuan-13b", 40)])
+def test_llama_cpp_converter_files_import_to_what_llama_cpp_runs(tmp_path, small_tokenizer, arch, layers):
+    """A released shape as llama.cpp's converter writes it imports to a directory whose logits are
+    the ones llama.cpp computes from that file (its Baichuan graph is right at 32 and 40 layers)."""
+    from baichuan.checkpoint import load_pretrained
+    from baichuan.gguf.importer import import_gguf
+    position = "rope" if "7b" in arch else "alibi"
+    model = small_model(arch, vocab_size=small_tokenizer.vocab_size, **{**SHAPE[position], "num_layers": layers})
+    path = converter_style_gguf(model, small_tokenizer, tmp_path / "converted.gguf")
+    back = load_pretrained(import_gguf(path, tmp_path / "back", progress=False))
+    assert (back.cfg.position, back.cfg.num_layers) == (position, layers)
+    ids = torch.randint(3, small_tokenizer.vocab_size, (32,), generator=torch.Generator().manual_seed(7)).tolist()
+    with torch.no_grad():
+        ours = back(torch.tensor([ids]))[0]
+        torch.testing.assert_close(ours, model(torch.tensor([ids]))[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(llama_logits(path, ids), ours, atol=2e-3, rtol=0)

@@ -2,6 +2,7 @@
 with LoRA / QLoRA, resume, adapters, and bad input reported by line."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from baichuan.model import lm_loss
 from baichuan.tokenizer import Tokenizer
 from baichuan.train.chat_data import IGNORE, load_chats, load_pairs, pack, render
 from baichuan.train.pretrain import TrainConfig, train
-from conftest import assets
+from conftest import FIXED_THREADS, assets
 
 CHAT = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！"},
         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
@@ -152,19 +153,24 @@ def test_sft_loss_does_not_depend_on_how_the_global_batch_is_split(chats, tiny_m
 
 def test_lora_sft_resumes_exactly_and_merges(chats, tiny_model_dir, tmp_path):
     lora = {"r": 4, "alpha": 8, "dropout": 0.0}
-    ref = train(sft_cfg(chats, tiny_model_dir, tmp_path / "ref", lora=lora))
-    args = ["--task", "sft", "--data", str(chats), "--init-from", str(tiny_model_dir), "--out", str(tmp_path / "run"),
-            "--seq-len", "48", "--batch-size", "4", "--steps", "12", "--lr", "3e-3", "--warmup", "2",
-            "--log-every", "1", "--eval-every", "1000", "--ckpt-every", "4", "--lora", json.dumps(lora), "--no-export"]
+    common = ["--task", "sft", "--data", str(chats), "--init-from", str(tiny_model_dir), "--seq-len", "48",
+              "--batch-size", "4", "--steps", "12", "--lr", "3e-3", "--warmup", "2", "--log-every", "1",
+              "--eval-every", "1000", "--ckpt-every", "4", "--lora", json.dumps(lora)]
+    env = {**os.environ, **FIXED_THREADS}  # both runs in processes alike
+    done = subprocess.run([sys.executable, "-m", "baichuan.train", *common, "--out", str(tmp_path / "ref")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ref = {"model_dir": tmp_path / "ref" / "model", "adapter_dir": tmp_path / "ref" / "adapter"}
+    args = [*common, "--out", str(tmp_path / "run"), "--no-export"]
     killed = subprocess.Popen([sys.executable, "-m", "baichuan.train", *args], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 240
     while not (tmp_path / "run" / "checkpoints" / "step_00000004").exists():
         assert time.time() < deadline and killed.poll() is None
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    resumed = subprocess.run([sys.executable, "-m", "baichuan.train", *args], capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-m", "baichuan.train", *args], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stdout + resumed.stderr
     assert [r["loss"] for r in losses(tmp_path / "run")] == [r["loss"] for r in losses(tmp_path / "ref")]
     ckpt = tmp_path / "ref" / "checkpoints" / "step_00000012"

@@ -13,6 +13,7 @@ import pytest
 from baichuan.checkpoint import load_pretrained
 from baichuan.errors import BaichuanError
 from baichuan.train.pretrain import TrainConfig, train
+from conftest import FIXED_THREADS
 
 TINY = {"num_layers": 2, "hidden_size": 64, "num_heads": 4, "intermediate_size": 128}
 
@@ -56,7 +57,7 @@ def test_trains_logs_checkpoints_and_exports(tiny_tokens, tmp_path, capsys):
 
 def _run(args, env=None):
     return subprocess.Popen([sys.executable, "-m", "baichuan.train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **FIXED_THREADS, **(env or {})})
 
 
 def _args(tokens, out, steps=12):

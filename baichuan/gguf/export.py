@@ -137,15 +137,15 @@ def _vocab(w, gguf, tok: Tokenizer) -> None:
     w.add_token_types(_llama_cpp_types(proto))
     w.add_unk_token_id(tok.unk_id)
     w.add_bos_token_id(tok.bos_id)
-    w.add_eos_token_id(tok.eos_id)
+    w.add_eos_token_id(tok.stop_ids[-1])  # EOS, or a chat template's own end marker (Yi-Chat's <|im_end|>)
     w.add_pad_token_id(tok.pad_id)
-    w.add_add_bos_token(False)  # Baichuan prompts carry no BOS (spec §4)
+    w.add_add_bos_token(tok.add_bos)  # Baichuan prompts carry no BOS (spec §4); LLaMA's do
     w.add_add_eos_token(False)
     w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
     w.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
     if proto.normalizer_spec.precompiled_charsmap:  # Baichuan 1's NFKC table (llama.cpp's SPM ignores it)
         w.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
-    w.add_chat_template(jinja_chat_template(tok))
+    w.add_chat_template(tok.chat_template or jinja_chat_template(tok))  # a LLaMA-family directory's own
     w.add_array(fmt.KEY_SENTENCEPIECE, tok.model_proto)
 
 
@@ -220,8 +220,10 @@ def _quantize(src: Path, out: Path, outtype: str) -> None:
 def _modelfile(path: Path, model_dir: Path, tok: Tokenizer, cfg: ModelConfig) -> Path:
     """An Ollama Modelfile beside the GGUF: `ollama create NAME -f THIS` registers the model."""
     gen = load_generation_config(model_dir)
-    lines = [f"FROM ./{path.name}", f'TEMPLATE """{ollama_template(tok)}"""',
-             f'PARAMETER stop "{tok.piece(tok.eos_id)}"', f"PARAMETER num_ctx {cfg.max_len}"]
+    lines = [f"FROM ./{path.name}"]
+    if tok.chat_template is None:  # a directory's own Jinja template: Ollama reads it from the GGUF
+        lines.append(f'TEMPLATE """{ollama_template(tok)}"""')
+    lines += [f'PARAMETER stop "{tok.piece(i)}"' for i in tok.stop_ids] + [f"PARAMETER num_ctx {cfg.max_len}"]
     if gen.do_sample:
         lines += [f"PARAMETER temperature {gen.temperature}", f"PARAMETER top_k {gen.top_k}",
                   f"PARAMETER top_p {gen.top_p}"]

@@ -77,7 +77,8 @@ def asked_max_tokens(body: dict):
     return body.get("max_tokens", body.get("max_completion_tokens"))
 
 
-def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len: int) -> SamplingParams:
+def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, stop_ids: tuple[int, ...],
+                  max_len: int) -> SamplingParams:
     """A request's sampling settings. Without max_tokens: the model's default (Baichuan 2's 2048),
     at most half the context, so a model with a short context still takes a prompt."""
     stop = body.get("stop") or []
@@ -95,7 +96,7 @@ def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, eos: int, max_len
         top_p=_number(body, "top_p", float, 1e-6, 1, gen_defaults.top_p if gen_defaults.do_sample else 1.0),
         top_k=_number(body, "top_k", int, 0, 1 << 20, gen_defaults.top_k if gen_defaults.do_sample else 0),
         repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, gen_defaults.repetition_penalty),
-        stop=stop, eos_token_ids=(eos,), seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
+        stop=stop, eos_token_ids=stop_ids, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
 def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
@@ -307,7 +308,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
 
     async def complete(request: Request, chat: bool):
         body = await read_body(request)
-        params = sampling_from(body, gen_defaults, cfg, tokenizer.eos_id, max_len)
+        params = sampling_from(body, gen_defaults, cfg, tokenizer.stop_ids, max_len)
         if chat:
             prompt, max_new = chat_prompt(tokenizer, body, params.max_new_tokens, max_len,
                                           asked=asked_max_tokens(body) is not None)
@@ -319,7 +320,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             if isinstance(text, list) and text and all(isinstance(t, int) and not isinstance(t, bool) for t in text):
                 prompt = text  # token ids, as the OpenAI API allows
             elif isinstance(text, str) and text:
-                prompt = tokenizer.encode(text)
+                prompt = tokenizer.encode_prompt(text)  # BOS first where the tokenizer asks (LLaMA)
             else:
                 raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
             if asked_max_tokens(body) is None and len(prompt) < max_len:
@@ -388,7 +389,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise ApiError(400, f"'question' is {len(question)} characters; the limit is {cfg.max_question_chars}",
                            param="question", code="context_length_exceeded")
         top_k = _number(body, "passages", int, 1, 20, 5)
-        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg, tokenizer.eos_id, max_len)
+        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg, tokenizer.stop_ids, max_len)
         try:
             prepared = await asyncio.to_thread(prepare, question, index, tokenizer, top_k=top_k,
                                                max_new_tokens=params.max_new_tokens, max_len=max_len)

@@ -87,7 +87,11 @@ def parse_conversation(record) -> list[dict]:
 
 
 def render(tok, messages: list[dict], eos_id: int) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one conversation, Baichuan 2's SFT scheme (module docstring)."""
+    """(input_ids, labels) of one conversation, Baichuan 2's SFT scheme (module docstring); in the
+    tokenizer's own chat template where it has one (LLaMA-2-Chat, Yi-Chat: templates.py)."""
+    if getattr(tok, "chat_template", None) is not None:
+        from baichuan.templates import training_ids
+        return training_ids(tok, messages, IGNORE)
     ids, labels = [], []
     prev = None
     for m in messages:
