@@ -132,7 +132,8 @@ def test_symlink_loops_and_broken_links_are_reported_and_counted(tmp_path, caplo
     files = list_inputs([d], problems)
     assert sorted(f.name for f in files) == ["a.jsonl", "b.txt", "c.txt"]
     assert problems.counts == {"symlink_loop": 2, "listed_twice": 1, "unreadable_input": 1}
-    assert f"{d / 'sub' / 'back-to-top'}: symlink_loop" in caplog.text and f"{d / 'gone.txt'}: unreadable_input" in caplog.text
+    assert f"{d / 'sub' / 'back-to-top'}: symlink_loop" in caplog.text
+    assert f"{d / 'gone.txt'}: unreadable_input" in caplog.text
 
 
 def test_list_inputs_errors(tmp_path):

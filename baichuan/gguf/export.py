@@ -28,7 +28,6 @@ from baichuan.gguf.template import jinja_chat_template, ollama_template
 from baichuan.tokenizer import Tokenizer
 
 
-
 @dataclass
 class ExportResult:
     path: Path
@@ -40,7 +39,7 @@ class ExportResult:
     modelfile: Path
 
 
-def _gguf():
+def require_gguf():
     try:
         import gguf
     except ImportError:
@@ -53,7 +52,8 @@ def _llama_cpp():
         import llama_cpp
     except ImportError:
         raise BaichuanError("quantized GGUF types come from llama.cpp's quantizer: pip install llama-cpp-python "
-                            "(it builds llama.cpp, about 10 minutes), or export f16/bf16 and run llama-quantize") from None
+                            "(it builds llama.cpp, about 7 minutes on 2 cores), or export f16/bf16 and run "
+                            "llama-quantize") from None
     return llama_cpp
 
 
@@ -71,7 +71,7 @@ def _check_source(model_dir: Path) -> None:
     from baichuan.quant import read_quantization_config
     qc = read_quantization_config(model_dir)
     if qc is not None:
-        raise BaichuanError(f"{model_dir}: an {qc.get('mode', 'int8/int4')} directory of this package has no "
+        raise BaichuanError(f"{model_dir}: an int{qc['bits']} directory of this package has no "
                             "GGUF equivalent; export the full-precision directory it was made from with "
                             "--outtype q8_0 (for int8) or q4_k_m / q4_0 (for int4)")
 
@@ -170,7 +170,7 @@ def _llama_cpp_types(proto) -> list[int]:
 
 def _write_float(model_dir: Path, out: Path, cfg: ModelConfig, tok: Tokenizer, outtype: str, progress: bool) -> None:
     from tqdm import tqdm
-    gguf = _gguf()
+    gguf = require_gguf()
     reader = WeightReader(model_dir, once=True)
     entries = fmt.plan(cfg)
     sources = {e.source: _stored_as(reader, e.source) for e in entries}

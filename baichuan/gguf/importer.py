@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from baichuan.checkpoint import atomic_dir, write_config_files, write_weights_streamed
-from baichuan.config import BAICHUAN2_VOCAB, ModelConfig, to_hf_dict
+from baichuan.config import BAICHUAN2_VOCAB, ModelConfig
 from baichuan.errors import BaichuanError
 from baichuan.gguf import format as fmt
-from baichuan.gguf.export import _gguf
+from baichuan.gguf.export import require_gguf
 from baichuan.tokenizer import Tokenizer
 
 ARCHS = (fmt.ROPE_ARCH, fmt.ALIBI_ARCH, "baichuan")
@@ -27,13 +27,14 @@ SHARD_BYTES = 2 * 1024 ** 3
 
 
 def _open(path: Path):
-    gguf = _gguf()
+    gguf = require_gguf()
     if not path.is_file():
         raise BaichuanError(f"{path}: no such GGUF file")
     try:
         return gguf.GGUFReader(str(path))
     except Exception as e:  # noqa: BLE001 - a bad header raises ValueError, IndexError, struct errors...
-        raise BaichuanError(f"{path}: not a readable GGUF file (truncated or corrupt: {type(e).__name__}: {e})") from None
+        raise BaichuanError(f"{path}: not a readable GGUF file (truncated or corrupt: "
+                            f"{type(e).__name__}: {e})") from None
 
 
 def _field(reader, path: Path, key: str, default=None):
@@ -122,7 +123,7 @@ def read_tokenizer(reader, path: Path) -> Tokenizer:
 
 
 def _dequantize(tensor, path: Path) -> torch.Tensor:
-    gguf = _gguf()
+    gguf = require_gguf()
     kind = tensor.tensor_type
     try:
         data = gguf.quants.dequantize(tensor.data, kind)
