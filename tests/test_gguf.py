@@ -213,7 +213,7 @@ def test_bad_gguf_files_are_one_line_errors(tmp_path, small_tokenizer):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def converter_style_gguf(model, tok, path):
+def converter_style_gguf(model, tok, path, embedding_type=np.float32):
     """A file laid out as llama.cpp's own converter writes a Baichuan release (convert_hf_to_gguf.py,
     conversion/baichuan.py): architecture "baichuan", W_pack split with q/k rows in llama.cpp's RoPE
     order for every family, the head as stored (raw NormHead rows), the SentencePiece vocabulary."""
@@ -234,7 +234,7 @@ def converter_style_gguf(model, tok, path):
     w.add_token_types([p.type for p in proto.pieces])
     w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
     state = model.state_dict()
-    w.add_tensor("token_embd.weight", state["model.embed_tokens.weight"].numpy())
+    w.add_tensor("token_embd.weight", state["model.embed_tokens.weight"].numpy().astype(embedding_type))
     for i in range(cfg.num_layers):
         p = f"model.layers.{i}."
         q, k, v = state[p + "self_attn.W_pack.weight"].split(h)
@@ -270,3 +270,12 @@ def test_llama_cpp_converter_files_import_to_what_llama_cpp_runs(tmp_path, small
         ours = back(torch.tensor([ids]))[0]
         torch.testing.assert_close(ours, model(torch.tensor([ids]))[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(llama_logits(path, ids), ours, atol=2e-3, rtol=0)
+
+
+def test_a_tensor_type_that_cannot_be_read_is_named(tmp_path, small_tokenizer):
+    from baichuan.gguf.importer import import_gguf
+    model = small_model("baichuan-7b", vocab_size=small_tokenizer.vocab_size, **{**SHAPE["rope"], "num_layers": 32})
+    path = converter_style_gguf(model, small_tokenizer, tmp_path / "odd.gguf", embedding_type=np.int32)
+    with pytest.raises(BaichuanError, match="tensor 'token_embd.weight' has type I32, which gguf-py cannot dequantize"):
+        import_gguf(path, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
