@@ -43,6 +43,12 @@ def _load_model_and_tokenizer(path: str, device: str | None, dtype: str | None):
     return model, tok
 
 
+def _runtime(model) -> str:
+    """What chat and generate run with (the engine, eager, as generate_ids makes it)."""
+    from baichuan.quant.linear import describe_precision
+    return f"{describe_precision(model)}, {next(model.parameters()).device.type} decode eager"
+
+
 def _sampling(args, model_dir: str, tok):
     from baichuan.config import load_generation_config
     from baichuan.generate import SamplingParams
@@ -61,6 +67,7 @@ def cmd_generate(args) -> None:
     model, tok = _load_model_and_tokenizer(args.model, args.device, args.dtype)
     params = _sampling(args, args.model, tok)
     ids = tok.encode_prompt(args.prompt)
+    print(f"{model.cfg.describe()} | {_runtime(model)}", file=sys.stderr)
     room = model.cfg.max_len - len(ids)
     if args.max_new_tokens and args.max_new_tokens > room > 0:
         print(f"note: the {model.cfg.max_len}-token context leaves room for {room} new tokens", file=sys.stderr)
@@ -87,7 +94,8 @@ def cmd_chat(args) -> None:
     messages = [{"role": "system", "content": args.system}] if args.system else []
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"{model.cfg.describe()} | template {template} | /reset clears, /exit or Ctrl-D quits")
+        print(f"{model.cfg.describe()} | {_runtime(model)} | template {template} | /reset clears, /exit or "
+              "Ctrl-D quits")
     while True:
         try:
             line = input("user> " if interactive else "")

@@ -50,15 +50,11 @@ def worker_ours(model_dir: str, precision: str, threads: int, prompt: int, new: 
     from baichuan.infer.engine import Engine
     from baichuan.infer.sampling import SamplingParams
     started = time.perf_counter()
-    model = load_pretrained(model_dir)
-    if precision != "fp32":
-        model = model.to(torch.bfloat16)
-    if precision in ("int8", "int4"):
-        from baichuan.quant import quantize, use_kernels
-        quantize(model, precision, group_size=32)
-    weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    if precision in ("int8", "int4"):
-        use_kernels(model)
+    # as a user would load each: the fp32 directory (in bf16 for bf16), or its int8/int4 copy (which
+    # computes in bf16 with torch's kernels)
+    model = load_pretrained(model_dir, dtype=torch.bfloat16 if precision == "bf16" else None)
+    weight_bytes = (sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")) if precision in ("int8", "int4")
+                    else sum(p.numel() * p.element_size() for p in model.parameters()))  # int4 kernels keep buffers
     short, long = prompts(model.cfg.vocab_size, prompt, prefill)
     engine = Engine(model, max_batch=1, max_len=max(prefill, prompt + new) + 2, compile=True)
     engine.warm_up(greedy_only=True)
@@ -102,19 +98,24 @@ def worker_llama(gguf: str, threads: int, prompt: int, new: int, prefill: int) -
 
 
 def bandwidth() -> float:
-    """Bytes/s of a large copy (read + write), measured with torch on all threads."""
+    """Bytes/s of a large copy (read + write) with torch on all threads, the best of 5 rounds (a
+    shared VM's neighbours slow some rounds down)."""
     import torch
     a = torch.empty(256 * 1024 ** 2, dtype=torch.uint8)
     b = torch.empty_like(a)
     b.copy_(a)
-    t = time.perf_counter()
-    for _ in range(10):
-        b.copy_(a)
-    return 2 * a.numel() * 10 / (time.perf_counter() - t)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(4):
+            b.copy_(a)
+        best = max(best, 2 * a.numel() * 4 / (time.perf_counter() - t))
+    return best
 
 
-def prepare(shape: str, out: Path, precisions: list[str]) -> tuple[Path, dict[str, Path]]:
-    """The model directory (random weights, fp32) and its GGUF exports, made once."""
+def prepare(shape: str, out: Path, precisions: list[str]) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Per precision, the model directory we load (random weights: fp32, and int8/int4 copies) and
+    the GGUF llama.cpp loads, made once."""
     import torch
     from baichuan.checkpoint import save_pretrained
     from baichuan.config import preset
@@ -129,13 +130,20 @@ def prepare(shape: str, out: Path, precisions: list[str]) -> tuple[Path, dict[st
         model = build(preset("baichuan-7b", vocab_size=64000, max_len=2048, **SHAPES[shape]))
         save_pretrained(model, model_dir, tokenizer=tok)
         del model
+    dirs = {"fp32": model_dir, "bf16": model_dir}
+    for precision in ("int8", "int4"):
+        if precision in precisions:
+            dirs[precision] = out / shape / f"model-{precision}"
+            if not (dirs[precision] / "config.json").exists():
+                from baichuan.quant import quantize_dir
+                quantize_dir(model_dir, dirs[precision], precision, group_size=32, dtype=torch.bfloat16)
     ggufs = {}
     for precision in precisions:
         path = out / shape / f"model-{PRECISIONS[precision]}.gguf"
         if not path.exists():
             export_gguf(model_dir, path, PRECISIONS[precision], progress=False)
         ggufs[precision] = path
-    return model_dir, ggufs
+    return dirs, ggufs
 
 
 def run_worker(args: list[str]) -> dict:
@@ -172,9 +180,9 @@ def main() -> None:
              "--prefill", str(args.prefill)]
     for shape in args.shapes.split(","):
         precisions = args.precisions.split(",")
-        model_dir, ggufs = prepare(shape, out, precisions)
+        dirs, ggufs = prepare(shape, out, precisions)
         for precision in precisions:
-            ours = run_worker(["--worker", "ours", "--path", str(model_dir), "--precision", precision, *flags])
+            ours = run_worker(["--worker", "ours", "--path", str(dirs[precision]), "--precision", precision, *flags])
             peer = run_worker(["--worker", "llama", "--path", str(ggufs[precision]), *flags])
             row = {"shape": shape, "precision": precision, "gguf": PRECISIONS[precision], "ours": ours, "llama.cpp": peer}
             for side in ("ours", "llama.cpp"):

@@ -122,6 +122,12 @@ class Engine:
             how = dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend)  # CPU: cpu.py
             self._decode = torch.compile(self._decode_rows, dynamic=False, **how)
 
+    def describe(self) -> str:
+        """How the decode step runs, for banners."""
+        from baichuan.quant.linear import describe_precision
+        how = ("CUDA graphs" if self.device.type == "cuda" else "compiled (inductor)") if self.compiled else "eager"
+        return f"{describe_precision(self.model)}, {self.device.type} decode {how}"
+
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
         if not prompt:

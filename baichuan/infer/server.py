@@ -492,7 +492,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     engine.start()
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
-    print(f"serving {cfg.model_name} on http://{host}:{port} (chat page at /, OpenAI API at /v1)")
+    print(f"serving {cfg.model_name} on http://{host}:{port} (chat page at /, OpenAI API at /v1); "
+          f"{engine.describe()}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

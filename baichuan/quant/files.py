@@ -244,6 +244,7 @@ def load_quantized(model_dir: str | Path, device="cpu", dtype: torch.dtype | Non
     quantize(model, "int8" if qc["bits"] == 8 else "int4", qc.get("group_size") or 128, qc["symmetric"],
              lm_head=LM_HEAD in (qc.get("modules") or ()))
     model.to_empty(device=device)
+    model.tie_weights()
     load_weights(model, model_dir)
     model.eval()
     if kernels if kernels is not None else dtype == torch.bfloat16:

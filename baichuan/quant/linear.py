@@ -238,6 +238,19 @@ def quantization_config(model: Baichuan) -> dict | None:
             "modules": list(MODULES) + ([LM_HEAD] if head else [])}
 
 
+def describe_precision(model: Baichuan) -> str:
+    """What a model computes with, for banners: e.g. "int4 g32 weights (torch kernels on 160 of 160
+    layers), bfloat16 activations" or "float32"."""
+    dtype = str(model.model.embed_tokens.weight.dtype).removeprefix("torch.")
+    mods = [m for m in model.modules() if isinstance(m, QUANTIZED)]
+    if not mods:
+        return dtype
+    m = mods[0]
+    kind = f"int{m.bits}" + (f" g{m.group_size}" if m.bits == 4 else "")
+    fast = sum(bool(q.kernel) for q in mods)
+    return f"{kind} weights (torch kernels on {fast} of {len(mods)} layers), {dtype} activations"
+
+
 # --------------------------------------------------------------------------------------- kernels
 
 def _int4_mm(x, packed, group_size, scales_and_zeros):
