@@ -70,17 +70,16 @@ def _open_shard(file: Path):
     """(tensor names, get(name)) of one shard; a tensor is read only when asked for."""
     if file.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
-        try:
-            handle = safe_open(str(file), framework="pt", device="cpu")
-        except SafetensorError as e:
-            raise BaichuanError(f"{file}: corrupt or truncated safetensors file ({e})") from None
 
-        def get(name):
+        def get(name=None):
+            # opened per tensor: safe_open maps the file, and every page a read touched stayed in this
+            # process's RSS until the file closed (a 1B bf16 load peaked at 4.4 GB for 2.3 GB of weights)
             try:
-                return handle.get_tensor(name)
+                with safe_open(str(file), framework="pt", device="cpu") as handle:
+                    return list(handle.keys()) if name is None else handle.get_tensor(name)
             except SafetensorError as e:
                 raise BaichuanError(f"{file}: corrupt or truncated safetensors file ({e})") from None
-        return list(handle.keys()), get
+        return get(), get
     try:  # mmap: tensors are paged in as they are copied, the shard is never held twice
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as e:
