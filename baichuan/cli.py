@@ -213,10 +213,7 @@ def cmd_data_train_quality(args) -> None:
 def cmd_train(args) -> None:
     from baichuan.train.pretrain import config_from_args, train
     if args.command in ("sft", "dpo"):
-        if args.task not in (None, args.command):
-            raise BaichuanError(f"`baichuan {args.command}` trains task {args.command}; --task {args.task} "
-                                f"belongs to `baichuan train`")
-        args.task = args.command
+        args.task = args.command  # (their parsers have no --task)
     train(config_from_args(args))
 
 
@@ -283,16 +280,19 @@ def cmd_ask(args) -> None:
 # ------------------------------------------------------------------------------------- parser
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--temperature", type=bounded(float, 0), help="0 = greedy")
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--max-new-tokens", type=int, help="longest reply (default: generation_config.json's, at most "
+                                                        "half the context in chat)")
+    p.add_argument("--temperature", type=bounded(float, 0), help="0 = greedy (default: generation_config.json's)")
+    p.add_argument("--top-k", type=int, help="sample among the k likeliest tokens (default: generation_config.json's)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: generation_config.json's)")
+    p.add_argument("--repetition-penalty", type=float, help="HF-style penalty on tokens already in the text "
+                                                            "(default: generation_config.json's)")
     p.add_argument("--greedy", action="store_true", help="argmax decoding (sampling off)")
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed for sampling (the same seed gives the same reply)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="default: bf16 on CUDA and for int8/int4 directories, else fp32")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("speedrun", help="the main job on the bundled corpus")
-    p.add_argument("--out", default="out/speedrun")
+    p.add_argument("--out", default="out/speedrun", help="where everything lands (default: out/speedrun)")
     p.add_argument("--preset", default="cpu", help="cpu (2-core laptop, ~15 min) or gpu (~100M model on one GPU)")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     p.add_argument("--workers", type=int, default=2, help="data pipeline processes")
@@ -313,17 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tokenizer", help="train or compare tokenizers")
     tsub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
     t = tsub.add_parser("train", help="SentencePiece BPE with Baichuan 2's recipe")
-    t.add_argument("files", nargs="+")
-    t.add_argument("--out", required=True)
-    t.add_argument("--vocab-size", type=int, default=64000)
-    t.add_argument("--normalization", choices=["identity", "nmt_nfkc"], default="identity")
-    t.add_argument("--input-sentence-size", type=int, default=10_000_000)
+    t.add_argument("files", nargs="+", help="text files (.txt, .jsonl with a text field, .gz/.zst)")
+    t.add_argument("--out", required=True, help="folder for tokenizer.model and its HF config")
+    t.add_argument("--vocab-size", type=int, default=64000, help="pieces (default 64000, Baichuan-7B's; "
+                                                                 "Baichuan 2 has 125696)")
+    t.add_argument("--normalization", choices=["identity", "nmt_nfkc"], default="identity",
+                   help="identity (Baichuan 2: text as it is) or nmt_nfkc (Baichuan 1) (default: identity)")
+    t.add_argument("--input-sentence-size", type=int, default=10_000_000,
+                   help="sentences SentencePiece samples for training (default 10,000,000)")
     t.add_argument("--character-coverage", type=bounded(float, 0.9, 1.0), default=0.9999,
                    help="share of characters the vocabulary must cover (default 0.9999, Baichuan 2's)")
     t.set_defaults(func=cmd_tokenizer_train)
     t = tsub.add_parser("report", help="tokens/char and bytes/token on the held-out zh/en text")
     t.add_argument("--tokenizer", action="append", help="NAME=PATH (repeatable)")
-    t.add_argument("--baichuan-assets")
+    t.add_argument("--baichuan-assets", help="folder with baichuan1/ and baichuan2/ tokenizer.model to compare "
+                                             "against (or set BAICHUAN_ASSETS)")
     t.add_argument("--json", help="also write the rows as JSON here")
     t.set_defaults(func=cmd_tokenizer_report)
 
@@ -334,24 +338,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", help="TOML file with the pipeline settings (see docs/data.md)")
     d.add_argument("--out", help="output folder")
     d.add_argument("--tokenizer", help="tokenizer.model (or folder) to write token shards with")
-    d.add_argument("--executor", choices=["local", "pool", "ray"])
-    d.add_argument("--workers", type=int)
-    d.add_argument("--format", choices=["jsonl", "parquet"])
-    d.add_argument("--text-field")
-    d.add_argument("--no-dedup", action="store_true")
+    d.add_argument("--executor", choices=["local", "pool", "ray"],
+                   help="local (one process), pool (--workers processes) or ray (a Ray cluster) (default: local)")
+    d.add_argument("--workers", type=int, help="processes for the pool executor")
+    d.add_argument("--format", choices=["jsonl", "parquet"], help="format of the cleaned document shards")
+    d.add_argument("--text-field", help="the JSON/parquet field holding the text (default: text)")
+    d.add_argument("--no-dedup", action="store_true", help="skip near-duplicate removal")
     d.set_defaults(func=cmd_data_run)
     d = dsub.add_parser("train-quality", help="train the quality scorer from good and bad examples")
-    d.add_argument("--positives", nargs="+", required=True)
-    d.add_argument("--negatives", nargs="+", required=True)
-    d.add_argument("--out", required=True)
+    d.add_argument("--positives", nargs="+", required=True, help="files of good text")
+    d.add_argument("--negatives", nargs="+", required=True, help="files of text to filter out")
+    d.add_argument("--out", required=True, help="where to write the scorer")
     d.set_defaults(func=cmd_data_train_quality)
 
-    from baichuan.train.pretrain import add_args as add_train_args
-    for name, what in (("train", "pretrain (one process; torchrun -m baichuan.train for many)"),
-                       ("sft", "supervised fine-tuning on chat JSONL (full, --lora, or QLoRA with --quantize-base int4)"),
-                       ("dpo", "preference tuning (DPO) on prompt/chosen/rejected JSONL")):
-        p = sub.add_parser(name, help=what)
-        add_train_args(p)
+    from baichuan.train.settings import add_args as add_train_args
+    for name, task, what in (("train", "pretrain", "pretrain (one process; torchrun -m baichuan.train for many)"),
+                             ("sft", "sft", "supervised fine-tuning on chat JSONL (full, --lora, or QLoRA with "
+                                            "--quantize-base int4)"),
+                             ("dpo", "dpo", "preference tuning (DPO) on prompt/chosen/rejected JSONL")):
+        p = sub.add_parser(name, help=what, description=what)
+        add_train_args(p, task)
         p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("adapt", help="domain adaptation: continued pretraining with general-text replay")
@@ -362,12 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vertical", default="medicine", help="medicine, education or law: the C-Eval subjects to report")
     p.add_argument("--evaldata", help="C-Eval folder for the before/after report (or BAICHUAN_EVALDATA)")
     p.add_argument("--eval-limit", type=int, help="questions per subject (default: all)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--workers", type=int, default=2)
-    for flag, conv in (("--steps", int), ("--lr", float), ("--seq-len", int), ("--batch-size", int),
-                       ("--grad-accum", int), ("--warmup", int)):
-        p.add_argument(flag, type=conv)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--out", required=True, help="run folder (data, training run, adapted model, report)")
+    p.add_argument("--workers", type=int, default=2, help="data pipeline processes (default 2)")
+    for flag, conv, what in (("--steps", int, "training steps"), ("--lr", float, "peak learning rate"),
+                             ("--seq-len", int, "tokens per sequence"), ("--batch-size", int, "sequences per step"),
+                             ("--grad-accum", int, "micro-steps per optimizer step"),
+                             ("--warmup", int, "warm-up steps")):
+        p.add_argument(flag, type=conv, help=f"{what} (default: as `baichuan train` sets it for this model)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("generate", help="complete a prompt")
@@ -387,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="OpenAI-compatible API and web chat for a model directory")
     p.add_argument("model")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=bounded(int, 1, 65535), default=8000)
+    p.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="default 8000")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set BAICHUAN_API_KEY)")
     p.add_argument("--max-batch", type=bounded(int, 1), default=8, help="requests decoded together (KV cache rows)")
     p.add_argument("--max-queue", type=bounded(int, 0), default=64, help="requests waiting beyond that; more get 503")
@@ -397,13 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "compiled before serving starts")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
                                    "document search in the web chat")
-    p.add_argument("--device")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="default: bf16 on CUDA and for int8/int4 directories, else fp32")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("quantize", help="int8 / int4 weight-only copy of a model directory (streams shard by shard)")
     p.add_argument("model")
-    p.add_argument("--mode", choices=["int8", "int4"], default="int8")
+    p.add_argument("--mode", choices=["int8", "int4"], default="int8",
+                   help="int8 per output channel or int4 group-wise (default: int8)")
     p.add_argument("--group-size", type=int, choices=[32, 64, 128], help="int4 group (default: largest that fits)")
     p.add_argument("--symmetric", action="store_true", help="int4 without zero points (default: asymmetric)")
     p.add_argument("--lm-head", action="store_true", help="quantize the LM head too (not in Baichuan's releases; "

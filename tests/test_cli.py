@@ -94,9 +94,45 @@ def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch)
     assert code == 1 and "leaves no room for a message in the 256-token context" in err
 
 
-def test_sft_and_dpo_refuse_another_task(tmp_path, capsys):
-    code, _, err = run(["sft", "--task", "dpo", "--data", str(tmp_path / "x.jsonl")], capsys)
-    assert code == 1 and "--task dpo belongs to `baichuan train`" in err
+def test_training_commands_show_their_own_flags_only(capsys):
+    """`baichuan sft` has no --task (it is one) and no --preset (it starts from --init-from);
+    --dpo-beta belongs to dpo; the fine-tuning flags are not pretraining's."""
+    flags = {}
+    for command in ("train", "sft", "dpo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        flags[command] = capsys.readouterr().out
+    assert "--preset" in flags["train"] and "--preset" not in flags["sft"] + flags["dpo"]
+    assert "--task" not in flags["sft"] + flags["dpo"]
+    assert "--dpo-beta" in flags["dpo"] and "--dpo-beta" not in flags["sft"] + flags["train"]
+    assert "--on-long" in flags["sft"] and "--on-long" not in flags["train"]
+    with pytest.raises(SystemExit) as e:
+        main(["sft", "--task", "dpo", "--data", "x.jsonl"])
+    assert e.value.code == 2 and "unrecognized arguments: --task" in capsys.readouterr().err
+
+
+def test_every_flag_of_every_command_has_help():
+    import argparse
+    from baichuan.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, path + [name])
+            elif action.option_strings and action.help != argparse.SUPPRESS:
+                yield path, action
+    missing = [f"baichuan {' '.join(path)} {a.option_strings[-1]}" for path, a in walk(build_parser(), [])
+               if not a.help]
+    assert not missing, missing
+
+
+def test_the_command_line_answers_without_importing_torch():
+    """`baichuan --help` and every `baichuan CMD --help` must not wait for torch (it took 5-7 s)."""
+    code = ("import sys; from baichuan.cli import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_temperature_zero_is_greedy(tiny_model_dir, capsys):

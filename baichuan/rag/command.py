@@ -54,11 +54,12 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--model", help="model directory that writes the answer")
     p.add_argument("--retrieve-only", action="store_true", help="show the retrieved passages, no model")
     p.add_argument("--top-k", type=bounded(int, 1, 100), default=5, help="passages retrieved (default 5)")
-    p.add_argument("--max-new-tokens", type=bounded(int, 1), default=256)
+    p.add_argument("--max-new-tokens", type=bounded(int, 1), default=256, help="longest answer (default 256)")
     p.add_argument("--min-coverage", type=bounded(float, 0, 1), help="refuse below this share of the question's term weight")
     p.add_argument("--json", action="store_true", help="print the answer, citations and passages as JSON")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="default: bf16 on CUDA and for int8/int4 directories, else fp32")
 
 
 def run_ask(args) -> None:

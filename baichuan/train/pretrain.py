@@ -20,7 +20,6 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,75 +36,7 @@ from baichuan.train import state as train_state
 from baichuan.train.metrics import MetricsLog, peak_flops, plot_losses
 from baichuan.train.optim import build_optimizer, lr_at
 from baichuan.train.parallel import init_distributed, parallelize
-
-
-@dataclass
-class TrainConfig:
-    data: str                               # pretrain: token shards (tokens.json); sft: chat JSONL; dpo: pairs JSONL
-    task: str = "pretrain"                  # "pretrain", "sft" or "dpo"
-    out: str = "out/train"
-    preset: str = "small"
-    model: dict = field(default_factory=dict)   # ModelConfig overrides, e.g. {"num_layers": 4}
-    init_from: str | None = None            # an HF model directory to continue training from
-    tokenizer: str | None = None            # copied into the exported model directory
-    val_data: dict = field(default_factory=dict)  # name -> token shard folder, e.g. {"zh": ..., "en": ...}
-    seq_len: int = 512
-    batch_size: int = 8                     # sequences per rank per micro-step
-    grad_accum: int = 1
-    steps: int = 1000
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    schedule: str = "cosine"
-    weight_decay: float = 0.1
-    betas: tuple = (0.9, 0.95)
-    grad_clip: float = 1.0
-    z_loss_weight: float | None = None      # None: the model config's (Baichuan 2 report: 2e-4)
-    dtype: str = "auto"                     # "auto", "bfloat16" or "float32" for compute
-    compile: bool = False
-    activation_checkpointing: bool = False
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 200
-    eval_batches: int = 20
-    ckpt_every: int = 500
-    keep: int = 3                           # checkpoints kept (0: all)
-    resume: str = "auto"                    # "auto" (latest checkpoint under out), "never", or a path
-    spike_sigma: float = 6.0                # skip a step whose loss is this many std above the recent mean
-    max_skips: int = 10                     # consecutive skipped steps before the run stops
-    export: bool = True                     # write out/model at the end
-    export_only: bool = False               # just export the latest checkpoint under out/ and stop
-    lora: dict | None = None                # {"r": 8, "alpha": 16, "dropout": 0.05, "targets": [...]}: train adapters only
-    quantize_base: str | None = None        # "int4" (or "int4:64" for a group size): QLoRA, needs lora
-    on_long: str = "skip"                   # sft/dpo: a conversation over seq_len+1 tokens: "skip" or "truncate"
-    on_error: str = "skip"                  # sft/dpo: a bad line: "skip" (reported, counted) or "refuse"
-    dpo_beta: float = 0.1
-
-    def __post_init__(self):
-        """Every setting checked before any work (a bad schedule name used to surface after the warmup)."""
-        if self.task not in ("pretrain", "sft", "dpo"):
-            raise BaichuanError(f"task must be pretrain, sft or dpo, got {self.task!r}")
-        if self.lora is not None:
-            self.lora = _lora_settings(self.lora)
-        if self.quantize_base and self.lora is None:
-            raise BaichuanError("quantize_base (QLoRA) trains adapters only: give lora settings too "
-                                "(--lora '{}' for the defaults)")
-        if self.on_long not in ("skip", "truncate") or self.on_error not in ("skip", "refuse"):
-            raise BaichuanError("on_long must be skip or truncate; on_error must be skip or refuse")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise BaichuanError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
-        for name in ("seq_len", "batch_size", "grad_accum", "steps", "log_every", "eval_every", "eval_batches",
-                     "ckpt_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise BaichuanError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
-        if self.keep < 0 or self.warmup < 0 or not self.lr > 0 or not self.dpo_beta > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise BaichuanError("keep and warmup must be >= 0, lr and dpo_beta > 0, min_lr_ratio in [0, 1]")
-
-    def global_batch(self, world: int) -> int:
-        return self.batch_size * world * self.grad_accum
-
-
-JSON_FIELDS = ("model", "val_data", "betas", "lora")
+from baichuan.train.settings import TrainConfig, add_args, config_from_args  # noqa: F401 (re-exported)
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
@@ -212,27 +143,6 @@ def initial_model(mc: ModelConfig, cfg: TrainConfig) -> Baichuan:
         torch.manual_seed(cfg.seed)
         add_lora(model, **cfg.lora)
     return model.train()
-
-
-def _lora_settings(lora) -> dict:
-    """--lora, checked: {} takes add_lora's defaults (r 8, alpha 16, dropout 0.05, all targets)."""
-    from baichuan.train.lora import TARGETS
-    allowed = {"r", "alpha", "dropout", "targets"}
-    if not isinstance(lora, dict) or set(lora) - allowed:
-        raise BaichuanError(f"--lora must be a JSON object with any of {sorted(allowed)}, got {json.dumps(lora)}")
-    r, alpha, dropout, targets = (lora.get(k) for k in ("r", "alpha", "dropout", "targets"))
-    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
-        raise BaichuanError(f"--lora: r must be a whole number >= 1, got {json.dumps(r)}")
-    for name, v in (("alpha", alpha), ("dropout", dropout)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-            raise BaichuanError(f"--lora: {name} must be a number >= 0, got {json.dumps(v)}")
-    if dropout is not None and dropout >= 1:
-        raise BaichuanError(f"--lora: dropout must be below 1, got {dropout}")
-    if targets is not None and (not isinstance(targets, list) or not targets
-                                or not all(isinstance(t, str) and t in TARGETS for t in targets)):
-        raise BaichuanError(f"--lora: targets must be a non-empty list of {', '.join(TARGETS)}, "
-                            f"got {json.dumps(targets)}")
-    return lora
 
 
 def tokenizer_path(cfg: TrainConfig) -> str | None:
@@ -575,23 +485,6 @@ def export(model, mc: ModelConfig, cfg: TrainConfig, rank: int) -> dict:
 
 # ---------------------------------------------------------------------------------- command
 
-def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML file with TrainConfig fields (command-line flags override it)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name in JSON_FIELDS:
-            p.add_argument(flag, help="JSON")
-        elif f.type == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            conv = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-            p.add_argument(flag, type=conv if "None" not in str(f.type) else _opt(conv))
-
-
-def _opt(conv):
-    return lambda s: None if s.lower() == "none" else conv(s)
-
-
 def _saved_config(cfg: TrainConfig) -> dict:
     """config.json of a run, with absolute paths: `--export-only` may read it from anywhere."""
     d = dataclasses.asdict(cfg)
@@ -600,41 +493,6 @@ def _saved_config(cfg: TrainConfig) -> dict:
             d[k] = str(Path(d[k]).resolve())
     d["val_data"] = {n: str(Path(p).resolve()) for n, p in (d.get("val_data") or {}).items()}
     return d
-
-
-def config_from_args(args) -> TrainConfig:
-    import tomllib
-    raw = {}
-    if getattr(args, "config", None):
-        try:
-            raw = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BaichuanError(f"{args.config}: no such config file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise BaichuanError(f"{args.config}: invalid TOML ({e})") from None
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is None:
-            continue
-        if f.name in JSON_FIELDS:
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError as e:
-                raise BaichuanError(f"--{f.name.replace('_', '-')}: not JSON ({e})") from None
-        raw[f.name] = v
-    unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise BaichuanError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    saved = Path(raw["out"]) / "config.json" if raw.get("out") else None
-    if raw.get("export_only") and "data" not in raw and saved and saved.is_file():  # the run's own settings, as it saved them
-        try:
-            kept = {f.name for f in dataclasses.fields(TrainConfig)} - {"resume", "export", "export_only"}
-            raw = {**{k: v for k, v in json.loads(saved.read_text(encoding="utf-8")).items() if k in kept}, **raw}
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise BaichuanError(f"{saved}: not a saved training config ({e})") from None
-    if "data" not in raw:
-        raise BaichuanError("training needs --data (token shards from `baichuan data run`, or chat JSONL for sft/dpo)")
-    return TrainConfig(**raw)
 
 
 def main(argv=None) -> None:
