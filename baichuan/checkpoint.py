@@ -30,6 +30,7 @@ from baichuan.config import GenerationConfig, load_config, to_hf_dict
 from baichuan.data.writers import plain_mode, replace_dir
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan, build
+from baichuan.runtime import checked_device, model_dtype
 
 SAFE_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
@@ -222,25 +223,12 @@ def load_weights(model: Baichuan, model_dir: str | Path) -> None:
                             f"first: {missing[0]!r}")
 
 
-def checked_device(device) -> torch.device:
-    """`device` as a torch.device, refused in one line when this machine cannot use it."""
-    try:
-        d = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise BaichuanError(f"device {device!r}: not a device name (cpu, cuda, cuda:1, mps, ...)") from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise BaichuanError(f"device {device!r}: this machine or this torch build has no CUDA device")
-    return d
-
-
 def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | None = None,
                     **config_overrides) -> Baichuan:
     """A model directory (ours or a Baichuan release) -> model in eval mode on `device`.
 
-    dtype defaults to bfloat16 on CUDA and float32 elsewhere, except for an int8/int4 directory,
-    which computes in bfloat16 everywhere: torch's int8/int4 kernels take bf16 activations, and on a
-    CPU the fp32 reference path was 6x slower at int4 (4.6 against 29.6 tok/s, 168M shape, eager).
-    `config_overrides` change non-shape fields, e.g. alibi="absolute" to reproduce the released
+    dtype defaults to `runtime.model_dtype`'s choice (bf16 where native and for int8/int4
+    directories, else fp32). `config_overrides` change non-shape fields, e.g. alibi="absolute" to reproduce the released
     bf16 numerics."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -250,15 +238,15 @@ def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | No
     qc = cfg_json.get("quantization_config")
     if isinstance(qc, dict) and qc.get("quant_method") == "baichuan-wo":  # int8/int4 written by baichuan.quant
         from baichuan.quant import load_quantized
-        return load_quantized(model_dir, device=device, dtype=dtype or torch.bfloat16, **config_overrides)
+        return load_quantized(model_dir, device=device, dtype=model_dtype(checked_device(device), dtype, quantized=True),
+                              **config_overrides)
     if qc is not None:
         raise BaichuanError(f"{model_dir / 'config.json'}: field 'quantization_config' marks a "
                             "bitsandbytes-quantized release, which cannot be loaded; load the bf16 model")
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
     device = checked_device(device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = model_dtype(device, dtype)
     model = build(cfg, device=device, dtype=dtype, init=False)
     load_weights(model, model_dir)
     return model.eval()

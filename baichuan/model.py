@@ -164,11 +164,6 @@ class KVCache:
         """The slots a forward attends over, and the bound on where it may write."""
         return self.span
 
-    @property
-    def length(self) -> int:
-        """Filled slots of the longest row (a host sync on GPUs: for bookkeeping, not hot loops)."""
-        return int(self.lengths.max())
-
     def rows(self, start: int, stop: int) -> "KVCache":
         return KVCache.view(self.k, self.v, self.lengths[start:stop], self.start + start, self.start + stop, self.span)
 

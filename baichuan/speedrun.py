@@ -42,8 +42,6 @@ def _step(title: str) -> float:
 
 def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None, workers: int = 2,
         steps: int | None = None, evaldata: str | None = None) -> dict:
-    import torch
-
     from baichuan import corpus
     from baichuan.checkpoint import load_pretrained
     from baichuan.data import pipeline
@@ -51,6 +49,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     from baichuan.errors import BaichuanError
     from baichuan.eval.tokenizer_report import compression_report, format_report, reference_tokenizers
     from baichuan.generate import SamplingParams, generate
+    from baichuan.runtime import default_device
     from baichuan.tokenizer import Tokenizer, build_chat_input, train_tokenizer
     from baichuan.train.pretrain import TrainConfig, train
 
@@ -126,7 +125,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     timings["sft_s"] = time.time() - t
 
     t = _step("7/8 samples: the base model continues, the chat model answers in turns")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     model = load_pretrained(result["model_dir"], device=device)
     params = SamplingParams(max_new_tokens=40, do_sample=True, temperature=0.8, top_k=40, repetition_penalty=1.1,
                             seed=0, eos_token_ids=(tok.eos_id,))
@@ -157,11 +156,12 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
         evals[lang] = {**ev, "unigram_loss": base}
         table.append(f"| held-out {lang} | {ev['loss']:.3f} | {base:.3f} | {ev['bpb']:.3f} |")
     print("\n".join(table))
-    from baichuan.eval.command import SPEEDRUN_SUBJECTS
-    from baichuan.eval.command import evaluate as run_eval
+    from baichuan.eval.command import SPEEDRUN_SUBJECTS, evaluate
     from baichuan.eval.report import format_table, write_results
-    mc = run_eval(model, tok, ["ceval", "mmlu"], data_dir=evaldata, subjects=SPEEDRUN_SUBJECTS,
-                  limit_per_subject=25, skip_missing_data=True, progress=False, model_name="speedrun base model")
+    from baichuan.eval.settings import EvalSettings
+    mc = evaluate(model, tok, ["ceval", "mmlu"], data_dir=evaldata, skip_missing_data=True,
+                  settings=EvalSettings(subjects=SPEEDRUN_SUBJECTS, limit_per_subject=25, progress=False),
+                  model_name="speedrun base model")
     if mc.get("skipped"):
         print(f"  C-Eval / MMLU subset skipped: {mc['skipped']['reason']}")
     else:
@@ -176,3 +176,21 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     print(f"\ndone in {timings['total_s'] / 60:.1f} min; everything is under {out_dir}/")
     print(f"talk to the chat model:  baichuan chat {sft['model_dir']}")
     return summary
+
+
+# ------------------------------------------------------------------------------ the command
+
+def add_speedrun_arguments(p) -> None:
+    p.add_argument("--out", default="out/speedrun", help="where everything lands (default: out/speedrun)")
+    p.add_argument("--preset", default="cpu", help="cpu (an 11M model, sized for a 2-core laptop) or gpu "
+                                                   "(the ~100M `100m` model on one GPU) (default: cpu)")
+    p.add_argument("--steps", type=int, help="pretraining steps (default: the preset's)")
+    p.add_argument("--workers", type=int, default=2, help="data pipeline processes (default 2)")
+    p.add_argument("--evaldata", help="C-Eval/CMMLU/MMLU question folder for the final subset (or BAICHUAN_EVALDATA)")
+    p.add_argument("--baichuan-assets", help="folder with baichuan1/ and baichuan2/ tokenizer.model "
+                                             "to compare against (or set BAICHUAN_ASSETS)")
+
+
+def run_speedrun(args) -> None:
+    run(out_dir=Path(args.out), profile=args.preset, baichuan_assets=args.baichuan_assets, workers=args.workers,
+        steps=args.steps, evaldata=args.evaldata)

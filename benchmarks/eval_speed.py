@@ -42,6 +42,7 @@ from baichuan.eval.data import list_subjects, load_benchmark
 from baichuan.eval.harness import plan_benchmark
 from baichuan.eval.protocols import template
 from baichuan.eval.scoring import score
+from baichuan.eval.settings import EvalSettings
 from baichuan.model import build
 from baichuan.tokenizer import Tokenizer
 from baichuan.train.metrics import peak_flops
@@ -108,7 +109,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="mmlu,cmmlu,ceval")
     ap.add_argument("--limit", type=int, help="questions per subject for the full run (default: per shape)")
     ap.add_argument("--compare", type=int, help="questions in the three-way comparison (default: per shape)")
-    ap.add_argument("--batch-tokens", type=int, default=32768)
+    ap.add_argument("--batch-tokens", type=int, default=EvalSettings.batch_tokens)
     ap.add_argument("--peer-batch-size", type=int)
     ap.add_argument("--data", default=str(default_path("BAICHUAN_EVALDATA", "evaldata")))
     ap.add_argument("--tokenizer", default=str(default_path("BAICHUAN_ASSETS", "baichuan-assets", "baichuan1",

@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from baichuan.rag.build import build_index  # noqa: E402
 from baichuan.rag.evaluate import (  # noqa: E402
     UNANSWERABLE,
     citation_accuracy,
@@ -45,7 +46,7 @@ from baichuan.rag.evaluate import (  # noqa: E402
     refusal_rate,
     retrieval_recall,
 )
-from baichuan.rag.index import build_index, load_index  # noqa: E402
+from baichuan.rag.index import load_index  # noqa: E402
 from baichuan.rag.terms import MODES, Analyzer  # noqa: E402
 
 KS = (1, 5, 10)
@@ -74,7 +75,7 @@ def peer_rank_bm25(index, questions, repeat):
     except ImportError:
         return {"skipped": "pip install rank_bm25"}
     import numpy as np
-    corpus = [index.analyzer.terms(p["text"]) for p in index.passages]
+    corpus = [index.analyzer.terms(p.text) for p in index.passages]
     t = time.perf_counter()
     bm25 = BM25Okapi(corpus, k1=1.2, b=0.75)
     build_s = time.perf_counter() - t
@@ -87,7 +88,7 @@ def peer_rank_bm25(index, questions, repeat):
     found = {}
     for q in questions:
         rows = search(q["question"])
-        found[q["id"]] = next((r for r, i in enumerate(rows, 1) if q["evidence"] in index.passages[i]["text"]), None)
+        found[q["id"]] = next((r for r, i in enumerate(rows, 1) if q["evidence"] in index.passages[i].text), None)
     recall = {f"recall@{k}": sum(r is not None and r <= k for r in found.values()) / len(found) for k in KS}
     return {"build_s_from_terms": build_s, **latency, **recall}
 

@@ -10,6 +10,7 @@ import pytest
 import baichuan.corpus
 
 CHAT_DIR = Path(baichuan.corpus.__file__).parent / "chat"
+MAKE_CHAT = Path(__file__).resolve().parents[1] / "scripts" / "make_chat.py"  # the generator, outside the package
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 WORD = re.compile(r"[A-Za-z]+")
 
@@ -211,7 +212,7 @@ def test_sft_rows_parse_with_the_chat_loader(sft):
 
 
 def test_generator_reproduces_the_files():
-    spec = importlib.util.spec_from_file_location("make_chat", CHAT_DIR / "make_chat.py")
+    spec = importlib.util.spec_from_file_location("make_chat", MAKE_CHAT)
     make_chat = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_chat)
     sft_text, dpo_text, _ = make_chat.render()

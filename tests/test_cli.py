@@ -135,6 +135,53 @@ def test_the_command_line_answers_without_importing_torch():
     assert done.returncode == 0, done.stderr
 
 
+def test_help_answers_about_as_fast_as_python_starts():
+    """`baichuan --help` and `baichuan train --help` against `python -c pass`, each the fastest of 3
+    runs (so a busy machine slows both alike). Importing torch alone is more than 50 starts."""
+    import time
+
+    def fastest(*args):
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, *args], capture_output=True, check=True)
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    start = fastest("-c", "pass")
+    for command in (["--help"], ["train", "--help"]):
+        ratio = fastest("-m", "baichuan.cli", *command) / start
+        assert ratio < 25, f"baichuan {' '.join(command)} takes {ratio:.0f}x as long as python -c pass"
+
+
+def test_the_command_line_and_the_server_read_sampling_settings_alike(tiny_model_dir):
+    """One rule turns asked settings into sampling parameters (temperature 0 greedy, a positive
+    one samples even when the model's default is greedy, unset ones from generation_config.json)."""
+    import argparse
+
+    from baichuan.config import load_generation_config
+    from baichuan.infer import command
+    from baichuan.infer.server import ServerConfig, sampling_from
+    from baichuan.tokenizer import Tokenizer
+    tok = Tokenizer.load(tiny_model_dir)
+    gen = load_generation_config(tiny_model_dir)
+    stop_ids = tuple(dict.fromkeys((gen.eos_token_id, *tok.stop_ids)))
+    parser = argparse.ArgumentParser()
+    command.add_generate_arguments(parser)
+    cases = [({}, []), ({"temperature": 0}, ["--temperature", "0"]), ({"temperature": 0.7}, ["--temperature", "0.7"]),
+             ({"temperature": 1.2, "top_k": 5, "top_p": 0.5, "seed": 3, "max_tokens": 7},
+              ["--temperature", "1.2", "--top-k", "5", "--top-p", "0.5", "--seed", "3", "--max-new-tokens", "7"]),
+             ({"repetition_penalty": 1.3, "stop": ["。"]}, ["--repetition-penalty", "1.3", "--stop", "。"])]
+    for body, flags in cases:
+        args = parser.parse_args([str(tiny_model_dir), "x", *flags])
+        ours = command._sampling(args, tok)
+        served = sampling_from(body, gen, ServerConfig(max_new_tokens=gen.max_new_tokens), stop_ids, 1 << 20)
+        assert ours == served, (body, ours, served)
+    sampled = command._sampling(parser.parse_args([str(tiny_model_dir), "x", "--temperature", "0.7"]), tok)
+    assert sampled.do_sample and sampled.temperature == 0.7
+    assert not command._sampling(parser.parse_args([str(tiny_model_dir), "x", "--greedy"]), tok).do_sample
+
+
 def test_temperature_zero_is_greedy(tiny_model_dir, capsys):
     args = ["generate", str(tiny_model_dir), "床前明月光，", "--max-new-tokens", "8"]
     code, zero, err = run(args + ["--temperature", "0"], capsys)

@@ -15,8 +15,7 @@ from baichuan.data.filters import C4Filter, ChineseFilter, GopherFilter, Repetit
 from baichuan.data.langid import LangId, detect_language
 from baichuan.data.normalize import Normalize, normalize_text
 from baichuan.data.pii import PIIScrubber, id_card_valid
-from baichuan.data.text import (cjk_ratio, is_cjk, join_kept, split_paragraphs, split_sentences,
-                                words)
+from baichuan.data.text import cjk_count, join_kept, non_space_len, split_paragraphs, split_sentences, words
 from baichuan.errors import BaichuanError
 
 
@@ -82,8 +81,9 @@ def test_join_kept_keeps_line_structure():
 
 
 def test_char_classes_and_words():
-    assert is_cjk("中") and is_cjk("〇") and is_cjk("\U00020000") and not is_cjk("a") and not is_cjk("，")
-    assert cjk_ratio("中文 ab") == 0.5 and cjk_ratio("   ") == 0.0
+    # ideographs of the URO, 〇 and Extension B count; Latin letters and CJK punctuation do not
+    assert cjk_count("中〇\U00020000a，") == 3 and cjk_count("a，。") == 0
+    assert non_space_len("中文 ab\n") == 4 and non_space_len("   ") == 0
     assert words("Don't stop o'er the café, 3.14!") == ["Don't", "stop", "o'er", "the", "café", "3", "14"]
 
 

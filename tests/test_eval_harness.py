@@ -25,6 +25,7 @@ from baichuan.eval.harness import plan_benchmark, run_eval
 from baichuan.eval.protocols import ContinuationEncoder, letter_ids, template
 from baichuan.eval.report import format_table, write_results
 from baichuan.eval.scoring import Request, score
+from baichuan.eval.settings import EvalSettings
 from baichuan.model import build
 
 EVALDATA = Path(os.environ.get("BAICHUAN_EVALDATA", REPO.parent / "shared" / "evaldata"))
@@ -114,8 +115,8 @@ def expected_categories(data, bench, protocol):
 @pytest.mark.parametrize("protocol", ["lm-eval", "baichuan"])
 def test_fixed_letter_model_scores_the_share_of_that_gold_letter(data, small_tokenizer, protocol):
     model = Letters(small_tokenizer, fixed_letter("C"))
-    res = run_eval(model, small_tokenizer, list(SUBJECTS), data, protocol=protocol, limit_per_subject=LIMIT,
-                   subjects=SUBJECTS, progress=False)
+    res = run_eval(model, small_tokenizer, list(SUBJECTS), data_dir=data,
+                   settings=EvalSettings(protocol=protocol, limit_per_subject=LIMIT, subjects=SUBJECTS, progress=False))
     for bench, subjects in SUBJECTS.items():
         r = res["tasks"][bench]
         share = {s: (sum(g == "C" for g in csv_golds(data, bench, s, LIMIT)), LIMIT) for s in subjects}
@@ -149,8 +150,9 @@ def test_oracle_model_is_exactly_right_where_told(data, small_tokenizer):
         key = tuple(req.tokens)
         assert key not in table
         table[key] = gold if item.index % 2 == 0 else (gold + 1) % 4
-    res = run_eval(Letters(small_tokenizer, lookup(table)), small_tokenizer, ["mmlu"], data, protocol="baichuan",
-                   limit_per_subject=LIMIT, subjects=SUBJECTS["mmlu"], progress=False, keep_predictions=True)
+    res = run_eval(Letters(small_tokenizer, lookup(table)), small_tokenizer, ["mmlu"], data_dir=data,
+                   settings=EvalSettings(protocol="baichuan", limit_per_subject=LIMIT, subjects=SUBJECTS["mmlu"],
+                                         progress=False, keep_predictions=True))
     r = res["tasks"]["mmlu"]
     even = (LIMIT + 1) // 2
     assert all(v["correct"] == even for v in r["subjects"].values())
@@ -292,9 +294,9 @@ def test_missing_and_malformed_files_are_clear_errors(data, tmp_path, monkeypatc
 
 def test_results_record_the_run_and_write_json_markdown_png(data, small_tokenizer, tmp_path):
     model = tiny(small_tokenizer.vocab_size)
-    res = run_eval(model, small_tokenizer, ["ceval", "mmlu"], data, protocol="baichuan", limit_per_subject=3,
-                   subjects=["computer_network", "abstract_algebra"], progress=False, model_name="tiny",
-                   keep_predictions=True)
+    res = run_eval(model, small_tokenizer, ["ceval", "mmlu"], data_dir=data, model_name="tiny",
+                   settings=EvalSettings(protocol="baichuan", limit_per_subject=3, progress=False,
+                                         subjects=["computer_network", "abstract_algebra"], keep_predictions=True))
     assert res["protocol"] == "baichuan" and res["model"] == "tiny" and res["dtype"] == "float32"
     assert res["seed"] == 1234 and res["questions"] == 6 and res["questions_per_s"] > 0
     assert set(res["tasks"]["ceval"]["data"]["files"]) == {"ceval/subject_mapping.json",
@@ -312,13 +314,15 @@ def test_results_record_the_run_and_write_json_markdown_png(data, small_tokenize
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = format_table(res)
     assert "protocol `baichuan`, 5-shot" in table and "| MMLU test | STEM |" in table
-    only = run_eval(model, small_tokenizer, ["ceval", "cmmlu"], data, subjects=["computer_network"],
-                    limit_per_subject=1, progress=False)
+    only = run_eval(model, small_tokenizer, ["ceval", "cmmlu"], data_dir=data,
+                    settings=EvalSettings(subjects=["computer_network"], limit_per_subject=1, progress=False))
     assert list(only["tasks"]) == ["ceval"]          # a task with none of the listed subjects is left out
     with pytest.raises(BaichuanError, match="is in none of the tasks"):
-        run_eval(model, small_tokenizer, ["mmlu"], data, subjects=["abstract_algebra", "nope"], progress=False)
+        run_eval(model, small_tokenizer, ["mmlu"], data_dir=data,
+                 settings=EvalSettings(subjects=["abstract_algebra", "nope"], progress=False))
     with pytest.raises(BaichuanError, match="unknown protocol"):
-        run_eval(model, small_tokenizer, ["mmlu"], data, protocol="helm", progress=False)
+        run_eval(model, small_tokenizer, ["mmlu"], data_dir=data,
+                 settings=EvalSettings(protocol="helm", progress=False))
     root = copy_subset(data, tmp_path, "ceval", ["subject_mapping.json", "dev/computer_network_dev.csv",
                                                  "val/computer_network_val.csv"])
     copy_subset(data, tmp_path, "mmlu", ["categories.json", "dev/anatomy_dev.csv", "test/anatomy_test.csv"])
@@ -329,8 +333,8 @@ def test_results_record_the_run_and_write_json_markdown_png(data, small_tokenize
         mp.setattr(harness, "evaluate_benchmark", lambda *a, **k: scored.append(a) or {})
         with pytest.raises(BaichuanError, match=r"MMLU anatomy: 5 shots asked for, but "
                                                 r"mmlu/dev/anatomy_dev\.csv has 3 questions"):
-            run_eval(model, small_tokenizer, ["ceval", "mmlu"], root, subjects=["computer_network", "anatomy"],
-                     progress=False)
+            run_eval(model, small_tokenizer, ["ceval", "mmlu"], data_dir=root,
+                     settings=EvalSettings(subjects=["computer_network", "anatomy"], progress=False))
     assert not scored
     res["tasks"] = {k: {f: v for f, v in r.items() if f != "predictions"} for k, r in res["tasks"].items()}
     write_results({**res, "tasks": {}, "bpb": {}}, tmp_path / "out")  # a run without predictions or chart
@@ -417,8 +421,8 @@ def test_speedrun_style_evaluate_skips_multiple_choice_without_data(tiny_model_d
     from baichuan.tokenizer import Tokenizer
     monkeypatch.delenv("BAICHUAN_EVALDATA", raising=False)
     model, tok = load_pretrained(tiny_model_dir), Tokenizer.load(tiny_model_dir)
-    res = evaluate(model, tok, ["bpb", "ceval", "mmlu"], subjects=SPEEDRUN_SUBJECTS, limit_per_subject=2,
-                   texts={"t": ["To be, or not to be."]}, skip_missing_data=True, progress=False)
+    res = evaluate(model, tok, ["bpb", "ceval", "mmlu"], texts={"t": ["To be, or not to be."]}, skip_missing_data=True,
+                   settings=EvalSettings(subjects=SPEEDRUN_SUBJECTS, limit_per_subject=2, progress=False))
     assert res["skipped"]["tasks"] == ["ceval", "mmlu"] and res["bpb"]["t"]["bpb"] > 0
     assert "bits/byte" in format_table(res)
 

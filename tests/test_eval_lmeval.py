@@ -22,6 +22,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 from baichuan.eval.data import load_benchmark
 from baichuan.eval.harness import run_eval
+from baichuan.eval.settings import EvalSettings
 from baichuan.eval.protocols import (
     LMEVAL_MMLU_GROUPS,
     LMEVAL_MMLU_MOVED,
@@ -166,8 +167,9 @@ def test_log_likelihoods_equal_lm_eval_hf_backend(data, small_tokenizer, bench, 
     task, docs = lmeval_task(data, bench, subject, limit=6)
     requests = [r for d in docs for r in task.construct_requests(d, task.fewshot_context(d, 5))]
     theirs = [ll for ll, _ in lm.loglikelihood(requests, disable_tqdm=True)]
-    res = run_eval(model, small_tokenizer, [bench], data, protocol="lm-eval", limit_per_subject=6,
-                   subjects=[subject], progress=False, keep_predictions=True)
+    res = run_eval(model, small_tokenizer, [bench], data_dir=data,
+                   settings=EvalSettings(protocol="lm-eval", limit_per_subject=6, subjects=[subject], progress=False,
+                                         keep_predictions=True))
     r = res["tasks"][bench]
     ours = [lp for p in r["predictions"] for lp in p["logprobs"]]
     assert ours == pytest.approx(theirs, abs=1e-4)

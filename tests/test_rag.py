@@ -10,7 +10,8 @@ pytest.importorskip("bm25s")
 pytest.importorskip("jieba")
 
 from baichuan.errors import BaichuanError  # noqa: E402
-from baichuan.rag import build_index, load_index  # noqa: E402
+from baichuan.rag.build import build_index  # noqa: E402
+from baichuan.rag.index import load_index  # noqa: E402
 from baichuan.rag.answer import answer, build_prompt, keep_citations, question_language  # noqa: E402
 from baichuan.rag.passages import split_passages, units  # noqa: E402
 from baichuan.rag.sources import html_text  # noqa: E402
@@ -101,13 +102,13 @@ def test_index_reports_skips_and_finds_passages(docs):
 
     index = load_index(docs)
     top = index.search("谁为关公刮骨疗毒？", k=3)[0].passage
-    assert top["file"] == "sanguo.txt" and "刮骨" in top["text"]
+    assert top.file == "sanguo.txt" and "刮骨" in top.text
     raw = (docs / "sanguo.txt").read_text(encoding="utf-8")
-    assert raw[top["start"]:top["end"]] == top["text"]                 # offsets point into the file
-    assert index.search("When did the Globe burn down?", k=1)[0].passage["text"].startswith("It burned down")
-    assert index.search("Who married Anne Hathaway?", k=1)[0].passage["file"] == "globe.md"
-    assert index.search("嘉峪关", k=1)[0].passage["file"] == "sub/page.html"
-    assert index.search("longest river", k=1)[0].passage["doc"] == "n1"
+    assert raw[top.start:top.end] == top.text                          # offsets point into the file
+    assert index.search("When did the Globe burn down?", k=1)[0].passage.text.startswith("It burned down")
+    assert index.search("Who married Anne Hathaway?", k=1)[0].passage.file == "globe.md"
+    assert index.search("嘉峪关", k=1)[0].passage.file == "sub/page.html"
+    assert index.search("longest river", k=1)[0].passage.doc == "n1"
     assert index.search("quantum chromodynamics", k=5) == []           # nothing shares a term
 
 
@@ -130,7 +131,7 @@ def test_index_is_incremental(docs):
     assert fresh.passages == report.passages
     a, b = load_index(docs), load_index(docs.parent / "fresh")
     for q in ("new Globe 1997", "泰山", "华佗", "longest river"):
-        assert [h.passage["text"] for h in a.search(q)] == [h.passage["text"] for h in b.search(q)]
+        assert [h.passage.text for h in a.search(q)] == [h.passage.text for h in b.search(q)]
         assert [round(h.score, 5) for h in a.search(q)] == [round(h.score, 5) for h in b.search(q)]
 
 
@@ -140,6 +141,12 @@ def test_worker_processes_give_the_same_index(docs, tmp_path):
     assert (one.passages, one.skipped, one.notes) == (two.passages, two.skipped, two.notes)
     for name in ("passages.jsonl", "terms.json", "term_ids.npy", "term_offsets.npy"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_an_empty_folder_gets_an_empty_index(tmp_path):
+    report = build_index(tmp_path, progress=False)
+    assert report.written and report.files == report.passages == 0
+    assert len(load_index(tmp_path)) == 0 and load_index(tmp_path).search("anything") == []
 
 
 def test_a_crash_while_writing_leaves_the_old_index(docs, monkeypatch):
@@ -193,8 +200,8 @@ def test_answer_cites_files_and_refuses_without_calling_the_model(index, small_t
         return "华佗[1]。另见[7]。"
     a = answer("谁为关公刮骨疗毒？", index, fake, small_tokenizer, max_len=2048, max_new_tokens=64)
     assert a.text == "华佗[1]。另见。" and not a.refused and a.lang == "zh"
-    assert [(c["n"], c["file"]) for c in a.citations] == [(1, "sanguo.txt")]
-    assert "刮骨" in a.citations[0]["snippet"] and "[1] (sanguo.txt #" in calls[0] and "请只根据" in calls[0]
+    assert [(c.n, c.passage.file) for c in a.citations] == [(1, "sanguo.txt")]
+    assert "刮骨" in a.citations[0].snippet and "[1] (sanguo.txt #" in calls[0] and "请只根据" in calls[0]
 
     calls.clear()
     none = answer("What is the boiling point of liquid nitrogen?", index, fake, small_tokenizer, max_len=2048)
@@ -202,6 +209,23 @@ def test_answer_cites_files_and_refuses_without_calling_the_model(index, small_t
 
     said = answer("Who married Anne Hathaway?", index, lambda ids, n: "I don't know.", small_tokenizer, max_len=2048)
     assert said.refused and said.reason == "the model said it does not know"
+
+
+def test_prepare_then_finish_is_what_the_server_and_the_cli_return(index, small_tokenizer):
+    from baichuan.rag.answer import finish, prepare
+    refused = prepare("What is the boiling point of liquid nitrogen?", index, small_tokenizer, max_len=2048)
+    assert refused.refusal.refused and not refused.ids and not refused.sources
+    prepared = prepare("谁为关公刮骨疗毒？", index, small_tokenizer, max_len=2048, max_new_tokens=64)
+    assert prepared.refusal is None and prepared.ids and prepared.sources
+    assert [s.n for s in prepared.sources] == list(range(1, len(prepared.sources) + 1))
+    result = finish("华佗[1]。", prepared).to_dict()
+    assert list(result) == ["answer", "citations", "used_passages", "refused", "reason", "prompt_tokens", "lang"]
+    assert list(result["citations"][0]) == ["n", "file", "doc", "passage", "score", "snippet", "row"]
+    assert list(result["used_passages"][0]) == ["n", "file", "doc", "passage", "score", "start", "end", "truncated",
+                                                "row", "snippet"]
+    cited, source = result["citations"][0], prepared.sources[0]
+    assert cited["file"] == "sanguo.txt" and index.passages[cited["row"]] == source.passage
+    assert source.passage.text[:len(source.text)] == source.text and cited["passage"] == source.passage.n
 
 
 def test_the_prompt_fits_the_budget_and_long_questions_are_refused(index, small_tokenizer):
@@ -294,18 +318,18 @@ def test_dense_index_is_fused_and_reused(docs):
     # fusion reorders what BM25 found and never adds a passage that shares no term
     lexical = {h.index for h in index.search("theatre fire roof", k=10, dense_weight=0)}
     fused = index.search("theatre fire roof", k=10)
-    assert {h.index for h in fused} <= lexical and fused[0].passage["text"].startswith("It burned down")
+    assert {h.index for h in fused} <= lexical and fused[0].passage.text.startswith("It burned down")
     assert index.search("quantum chromodynamics") == []
 
     before = np.asarray(index.dense).copy()
     rows: dict[str, int] = {}                    # each file's first row
     for i, p in enumerate(index.passages):
-        rows.setdefault(p["file"], i)
+        rows.setdefault(p.file, i)
     (docs / "notes.jsonl").write_text(json.dumps({"id": "n2", "text": "Mount Tai is in Shandong."}) + "\n",
                                       encoding="utf-8")
     again = build_index(docs, progress=False, embed="auto", max_chars=120, overlap_chars=20)
     assert again.changed == ["notes.jsonl"] and report.files == again.files
     after = load_index(docs)
     for i, p in enumerate(after.passages):        # unchanged files keep their vectors, bit for bit
-        if p["file"] != "notes.jsonl":
-            assert np.array_equal(after.dense[i], before[rows[p["file"]] + p["n"] - 1])
+        if p.file != "notes.jsonl":
+            assert np.array_equal(after.dense[i], before[rows[p.file] + p.n - 1])

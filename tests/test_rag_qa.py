@@ -7,7 +7,8 @@ pytest.importorskip("bm25s")
 pytest.importorskip("jieba")
 
 from baichuan import corpus  # noqa: E402
-from baichuan.rag import build_index, load_index  # noqa: E402
+from baichuan.rag.build import build_index  # noqa: E402
+from baichuan.rag.index import load_index  # noqa: E402
 from baichuan.rag.evaluate import (  # noqa: E402
     QUESTIONS,
     UNANSWERABLE,

@@ -99,7 +99,8 @@ def test_document_search_answers_with_sources(tiny_model_dir, browser, tmp_path,
     pytest.importorskip("bm25s")
     pytest.importorskip("jieba")
     import baichuan.rag.answer as rag_answer
-    from baichuan.rag import build_index, load_index
+    from baichuan.rag.build import build_index
+    from baichuan.rag.index import load_index
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "globe.md").write_text("The Globe Theatre burned down in 1613.\n\nIt was rebuilt in 1614.",

@@ -27,8 +27,8 @@ import numpy as np
 
 from baichuan.data.document import Document
 from baichuan.data.langid import detect_language
-from baichuan.data.text import (CJK_PUNCT, cjk_count, codepoints, count_runs,
-                                iter_ngram_hashes, has_sentences, non_space_len, split_lines,
+from baichuan.data.ngrams import codepoints, iter_ngram_hashes
+from baichuan.data.text import (CJK_PUNCT, cjk_count, count_runs, has_sentences, non_space_len, split_lines,
                                 split_paragraphs, words)
 from baichuan.errors import BaichuanError
 

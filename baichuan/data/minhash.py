@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from baichuan.data.ngrams import codepoints
 from baichuan.data.text import split_paragraphs, split_sentences
 from baichuan.errors import BaichuanError
 
@@ -78,11 +79,6 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keep[i] = cat[0] not in "PZC"
         joins[i] = cat[0] in "LNM" and unicodedata.east_asian_width(f) not in ("W", "F")
     return fold, keep, joins
-
-
-def codepoints(text: str) -> np.ndarray:
-    # surrogatepass: a lone surrogate (broken input) becomes a dropped code point, not a crash
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def fold(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

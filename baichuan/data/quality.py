@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from baichuan.data.document import Document
-from baichuan.data.text import (CJK_IDEOGRAPHS, codepoints, iter_ngram_hashes, join_kept,
-                                split_paragraphs, split_sentences)
+from baichuan.data.ngrams import MIX, codepoints, iter_ngram_hashes
+from baichuan.data.text import CJK_IDEOGRAPHS, join_kept, split_paragraphs, split_sentences
 from baichuan.errors import BaichuanError
 
 FORMAT = "baichuan-quality-model"
@@ -44,7 +44,6 @@ _EN_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)*|[!-/:-@\[-`{-~]")
 _HAS_CJK = re.compile(f"[{CJK_IDEOGRAPHS}]")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _SPACE = re.compile(r"\s+")
-_MIX = np.uint64(0x9E3779B97F4A7C15)
 # Different salts keep a word unigram, a word bigram and a character n-gram from sharing buckets
 # by construction (they still collide at random, as in any hashed model).
 _SALT = {("w", 1): 0x51ED270B7A3C1F3D, ("w", 2): 0x2545F4914F6CDD1D,
@@ -113,7 +112,7 @@ def featurize(texts: Sequence[str], bits: int) -> tuple[np.ndarray, np.ndarray, 
     hashes, rows = wh + ch, wr + cr
     if not hashes:
         return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(len(texts) + 1, dtype=np.int64)
-    h = np.concatenate(hashes) * _MIX            # multiplicative hashing: keep the top bits
+    h = np.concatenate(hashes) * MIX            # multiplicative hashing: keep the top bits
     row = np.concatenate(rows)
     order = np.argsort(row, kind="stable")       # group by text, keeping the feature order
     index = (h[order] >> np.uint64(64 - bits)).astype(np.int64)

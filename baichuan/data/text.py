@@ -12,9 +12,8 @@ together with `join_kept` without inventing or losing any other character.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 
 # -- character classes ---------------------------------------------------------------------------
 # CJK ideographs: Extension A, the URO, compatibility ideographs, Extensions B..H (planes 2-3) and
@@ -31,13 +30,7 @@ CJK_PUNCT = ("\u3001-\u3006\u3008-\u303f\ufe10-\ufe19\ufe30-\ufe4f\uff01-\uff0f\
 KANA = "\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fd-\u30ff\u31f0-\u31ff\uff66-\uff9d"
 
 _CJK_RUN = re.compile(f"[{CJK_IDEOGRAPHS}]+")
-_CJK_ONE = re.compile(f"[{CJK_IDEOGRAPHS}]")
 _SPACE_RUN = re.compile(r"\s+")
-
-
-def is_cjk(ch: str) -> bool:
-    """True for one CJK ideograph (Han character, any extension)."""
-    return _CJK_ONE.fullmatch(ch) is not None
 
 
 def count_runs(pattern: re.Pattern, text: str) -> int:
@@ -54,12 +47,6 @@ def cjk_count(text: str) -> int:
 def non_space_len(text: str) -> int:
     """Number of characters that are not whitespace."""
     return len(text) - count_runs(_SPACE_RUN, text)
-
-
-def cjk_ratio(text: str) -> float:
-    """CJK ideographs over non-whitespace characters (0.0 for blank text)."""
-    n = non_space_len(text)
-    return cjk_count(text) / n if n else 0.0
 
 
 # -- words ---------------------------------------------------------------------------------------
@@ -183,40 +170,3 @@ def join_kept(parts: Sequence[str], keep: Sequence[bool]) -> str:
     if not parts or parts[-1][-1:].isspace():
         return joined
     return joined.rstrip()
-
-
-# -- n-gram hashing ------------------------------------------------------------------------------
-_MIX = np.uint64(0x9E3779B97F4A7C15)   # golden-ratio multiplier: spreads nearby ids over 64 bits
-
-
-def iter_ngram_hashes(ids: np.ndarray, ns) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (n, 64-bit hashes of every length-n window of `ids`) for each n of `ns`, ascending.
-
-    Polynomial hash in wrapping uint64 arithmetic, extended one position at a time, so all the n
-    together cost max(ns) vectorized multiply-adds over the sequence instead of a Python loop over
-    windows. Collisions (~2^-64 per pair) are irrelevant for repetition statistics and feature
-    hashing. A sequence shorter than n gives an empty array.
-    """
-    ids = np.asarray(ids, dtype=np.uint64)
-    h, k = ids.copy(), 1
-    for n in sorted(ns):
-        while k < n:
-            m = len(ids) - k
-            if m <= 0:
-                h = h[:0]
-                break
-            h = h[:m] * _MIX
-            h ^= h >> np.uint64(29)
-            h += ids[k:k + m]
-            k += 1
-        yield n, h
-
-
-def ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
-    """64-bit hashes of every length-`n` window of an integer sequence (see `iter_ngram_hashes`)."""
-    return next(iter_ngram_hashes(ids, [n]))[1]
-
-
-def codepoints(text: str) -> np.ndarray:
-    """The Unicode code points of `text` as a uint32 array (one C-level encode, no Python loop)."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)

@@ -32,6 +32,7 @@ from baichuan.eval.scoring import (
     has_split_head,
     model_device,
 )
+from baichuan.eval.settings import model_context
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
 
@@ -109,8 +110,7 @@ def bits_per_byte(model, tokenizer, texts: Iterable[str], context: int | None = 
 
     max_tokens: score whole documents, in order, until at least this many tokens are covered (a
     quick, repeatable subset; whole documents keep the byte count exact)."""
-    cfg = getattr(model, "cfg", None)
-    context = context or getattr(cfg, "max_len", None) or 2048
+    context = context or model_context(model)
     eos = tokenizer.eos_id
     texts = [t for t in texts if t]
     if not texts:

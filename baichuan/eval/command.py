@@ -5,8 +5,9 @@
     baichuan eval MODEL --tasks tokenizer [--text FILES] [--baichuan-assets DIR]
     baichuan eval MODEL --tasks ceval,mmlu --subjects computer_network,virology --limit 20 --out out/eval
 
-The CLI adds the subcommand with `add_arguments(parser)` and calls `run(args)`; speedrun calls
-`evaluate(...)` with a model already in memory.
+The CLI adds the subcommand with `add_arguments(parser)` and calls `run(args)`; speedrun and adapt
+call `evaluate(...)` with a model already in memory. How to evaluate is one `EvalSettings`
+(settings.py), whose defaults are the flags' defaults.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from pathlib import Path
 
 from baichuan.errors import BaichuanError, bounded
+from baichuan.eval.settings import EvalSettings
 
 MC_TASKS = ("ceval", "cmmlu", "mmlu")
 ALL_TASKS = MC_TASKS + ("bpb", "tokenizer")
@@ -37,14 +39,11 @@ def file_texts(paths) -> dict[str, list[str]]:
     return {str(p): read_texts(p) for p in expand_paths(paths)}
 
 
-def evaluate(model, tokenizer, tasks=MC_TASKS, *, data_dir=None, protocol: str = "lm-eval", shots: int = 5,
-             subjects=None, limit_per_subject: int | None = None, texts: dict[str, list[str]] | None = None,
-             batch_tokens: int = 32768, context: int | None = None, seed: int = 1234, share_prefix: bool = True,
-             progress: bool = True, model_name: str | None = None, keep_predictions: bool = False,
-             skip_missing_data: bool = False, bpb_max_tokens: int | None = None) -> dict:
+def evaluate(model, tokenizer, tasks=MC_TASKS, *, settings: EvalSettings = EvalSettings(), data_dir=None,
+             texts: dict[str, list[str]] | None = None, model_name: str | None = None,
+             skip_missing_data: bool = False) -> dict:
     """Multiple-choice tasks (run_eval) and "bpb" over `texts` ({name: documents}; default: the
-    bundled held-out text; `bpb_max_tokens`: whole documents up to about that many tokens per
-    text) in one results dict, which `report.format_table` prints.
+    bundled held-out text) in one results dict, which `report.format_table` prints.
     With skip_missing_data, no evaluation data (no --data, no BAICHUAN_EVALDATA) skips the
     multiple-choice tasks with a note in results["skipped"] instead of failing."""
     from baichuan.eval.bpb import bits_per_byte
@@ -55,7 +54,7 @@ def evaluate(model, tokenizer, tasks=MC_TASKS, *, data_dir=None, protocol: str =
     if unknown:
         raise BaichuanError(f"unknown task {unknown[0]!r}; choose from {', '.join(ALL_TASKS)}")
     mc = [t for t in tasks if t in MC_TASKS]
-    results: dict = {"protocol": protocol, "shots": shots, "model": model_name, "tasks": {}}
+    results: dict = {"protocol": settings.protocol, "shots": settings.shots, "model": model_name, "tasks": {}}
     if mc:
         try:
             data_dir = resolve_data_dir(data_dir)
@@ -65,14 +64,13 @@ def evaluate(model, tokenizer, tasks=MC_TASKS, *, data_dir=None, protocol: str =
             results["skipped"] = {"tasks": mc, "reason": str(e)}
             mc = []
     if mc:
-        results = run_eval(model, tokenizer, mc, data_dir, protocol=protocol, shots=shots,
-                           limit_per_subject=limit_per_subject, subjects=subjects, batch_tokens=batch_tokens,
-                           max_length=context, seed=seed, share_prefix=share_prefix, progress=progress,
-                           model_name=model_name, keep_predictions=keep_predictions)
+        results = run_eval(model, tokenizer, mc, data_dir=data_dir, settings=settings, model_name=model_name)
     if "bpb" in tasks:
         texts = texts if texts is not None else bundled_texts()
-        results["bpb"] = {name: bits_per_byte(model, tokenizer, docs, context=context, max_tokens=bpb_max_tokens,
-                                              progress=progress, desc=name)
+        # bpb keeps its own batch size: settings.batch_tokens sizes the multiple-choice scorer
+        results["bpb"] = {name: bits_per_byte(model, tokenizer, docs, context=settings.context,
+                                              max_tokens=settings.bpb_max_tokens, progress=settings.progress,
+                                              desc=name)
                           for name, docs in texts.items()}
     return results
 
@@ -92,13 +90,15 @@ def tokenizer_report(tokenizer, texts: dict[str, list[str]] | None = None, baich
 # ------------------------------------------------------------------------------------------ CLI
 
 def add_arguments(p) -> None:
+    default = EvalSettings()
     p.add_argument("model", help="model directory: ours, a released Baichuan checkpoint, or a quantized one")
     p.add_argument("--tasks", default="ceval,cmmlu,mmlu",
                    help=f"comma-separated, from: {', '.join(ALL_TASKS)} (default: ceval,cmmlu,mmlu)")
-    p.add_argument("--protocol", choices=("lm-eval", "baichuan", "official"), default="lm-eval",
+    p.add_argument("--protocol", choices=("lm-eval", "baichuan", "official"), default=default.protocol,
                    help="lm-eval: lm-evaluation-harness ceval-valid/cmmlu/mmlu; baichuan: Baichuan's released "
                         "scripts (CMMLU: its official script); official: each benchmark's own script")
-    p.add_argument("--shots", type=bounded(int, 0), default=5, help="few-shot examples per prompt (default 5)")
+    p.add_argument("--shots", type=bounded(int, 0), default=default.shots,
+                   help=f"few-shot examples per prompt (default {default.shots})")
     p.add_argument("--data", help="folder holding ceval/, cmmlu/, mmlu/ (default: $BAICHUAN_EVALDATA)")
     p.add_argument("--subjects", help="comma-separated subjects (default: all)")
     p.add_argument("--limit", type=bounded(int, 1), help="score only the first N questions of each subject")
@@ -106,8 +106,10 @@ def add_arguments(p) -> None:
                    "folders (default: the bundled held-out zh/en text)")
     p.add_argument("--max-tokens", type=bounded(int, 1), help="bpb: score whole documents up to about N tokens per text")
     p.add_argument("--context", type=bounded(int, 2), help="context length in tokens (default: the model's)")
-    p.add_argument("--batch-tokens", type=bounded(int, 1), default=32768, help="tokens per forward batch (default 32768)")
-    p.add_argument("--seed", type=int, default=1234, help="shot shuffle of the baichuan protocol's C-Eval prompts")
+    p.add_argument("--batch-tokens", type=bounded(int, 1), default=default.batch_tokens,
+                   help=f"tokens per forward batch (default {default.batch_tokens})")
+    p.add_argument("--seed", type=int, default=default.seed,
+                   help="shot shuffle of the baichuan protocol's C-Eval prompts")
     p.add_argument("--no-share-prefix", action="store_true", help="run every prompt whole (no shared few-shot K/V)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="default: bfloat16 on CUDA, else float32")
@@ -119,12 +121,10 @@ def add_arguments(p) -> None:
 def run(args) -> dict:
     import json
 
-    import torch
-
-    from baichuan.checkpoint import is_model_dir, load_pretrained
     from baichuan.data.writers import atomic_write_text
     from baichuan.eval.report import format_table, write_results
     from baichuan.eval.tokenizer_report import format_report
+    from baichuan.runtime import load_model_and_tokenizer
     from baichuan.tokenizer import Tokenizer
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -149,19 +149,18 @@ def run(args) -> dict:
             raise BaichuanError(f"--out {out}: cannot be a folder ({e.strerror})") from None
         if not os.access(out, os.W_OK | os.X_OK):
             raise BaichuanError(f"--out {out}: not writable")
-    tokenizer = Tokenizer.load(path)
     texts = file_texts(args.text) if args.text else None
     results: dict = {}
-    if any(t != "tokenizer" for t in tasks):
-        if not is_model_dir(path):
-            raise BaichuanError(f"{path}: not a model directory (needs config.json and weights)")
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_pretrained(path, device=device, dtype=getattr(torch, args.dtype) if args.dtype else None)
-        results = evaluate(model, tokenizer, [t for t in tasks if t != "tokenizer"], data_dir=args.data,
-                           protocol=args.protocol, shots=args.shots, subjects=subjects, limit_per_subject=args.limit,
-                           texts=texts, batch_tokens=args.batch_tokens, context=args.context, seed=args.seed,
-                           share_prefix=not args.no_share_prefix, model_name=str(path),
-                           keep_predictions=args.predictions, bpb_max_tokens=args.max_tokens)
+    if tasks == ["tokenizer"]:
+        tokenizer = Tokenizer.load(path)
+    else:
+        model, tokenizer = load_model_and_tokenizer(path, args.device, args.dtype)
+        settings = EvalSettings(protocol=args.protocol, shots=args.shots, subjects=subjects,
+                                limit_per_subject=args.limit, context=args.context, batch_tokens=args.batch_tokens,
+                                seed=args.seed, share_prefix=not args.no_share_prefix,
+                                keep_predictions=args.predictions, bpb_max_tokens=args.max_tokens)
+        results = evaluate(model, tokenizer, [t for t in tasks if t != "tokenizer"], settings=settings,
+                           data_dir=args.data, texts=texts, model_name=str(path))
         print(format_table(results))
     if "tokenizer" in tasks:
         rows = tokenizer_report(tokenizer, texts, args.baichuan_assets, name=path.resolve().name)

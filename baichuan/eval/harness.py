@@ -2,7 +2,8 @@
 
     from baichuan.eval.harness import run_eval
     from baichuan.eval.report import format_table
-    results = run_eval(model, tokenizer, ["ceval", "mmlu"], data_dir, protocol="lm-eval", shots=5)
+    from baichuan.eval.settings import EvalSettings
+    results = run_eval(model, tokenizer, ["ceval", "mmlu"], data_dir=data_dir, settings=EvalSettings(shots=5))
     print(format_table(results))
 
 `model` is anything with `model(input_ids) -> logits [B, T, vocab]`; a Baichuan model (or one with
@@ -41,9 +42,9 @@ from baichuan.eval.protocols import (
     template,
 )
 from baichuan.eval.scoring import Request, model_device, score
+from baichuan.eval.settings import EvalSettings, model_context
 
 TASKS = tuple(LAYOUTS)
-DEFAULT_CONTEXT = 2048   # lm-eval's default max_length when a model does not say
 
 
 @dataclass
@@ -65,13 +66,8 @@ class Plan:
     items: list[Item] = field(default_factory=list)
 
 
-def model_context(model) -> int:
-    cfg = getattr(model, "cfg", None)
-    return getattr(cfg, "max_len", None) or DEFAULT_CONTEXT
-
-
-def plan_benchmark(bench: Benchmark, t: Template, tokenizer, shots: int, context: int, seed: int = 1234,
-                   progress: bool = False) -> Plan:
+def plan_benchmark(bench: Benchmark, t: Template, tokenizer, shots: int, context: int,
+                   seed: int = EvalSettings.seed, progress: bool = False) -> Plan:
     """Prompts -> token ids -> forward requests, with the bookkeeping to turn picks back into choices."""
     plan = Plan()
     letters = letter_ids(t, tokenizer)
@@ -166,16 +162,16 @@ def summarize(per_subject: dict[str, tuple[int, int]], categories: dict[str, lis
     return {**group(list(subjects)), "subjects": subjects, "categories": cats}
 
 
-def evaluate_benchmark(model, tokenizer, bench: Benchmark, protocol: str = "lm-eval", shots: int = 5,
-                       context: int | None = None, seed: int = 1234, batch_tokens: int = 32768,
-                       share_prefix: bool = True, progress: bool = True, keep_predictions: bool = False) -> dict:
+def evaluate_benchmark(model, tokenizer, bench: Benchmark, *, settings: EvalSettings = EvalSettings()) -> dict:
+    """One loaded benchmark's accuracy (summarize) with the record of how it was scored."""
+    protocol, shots = settings.protocol, settings.shots
     t = template(protocol, bench.layout.name)
-    context = context or model_context(model)
+    context = settings.context or model_context(model)
     started = time.time()
-    plan = plan_benchmark(bench, t, tokenizer, shots, context, seed, progress)
+    plan = plan_benchmark(bench, t, tokenizer, shots, context, settings.seed, settings.progress)
     planned = time.time()
-    logps = score(model, plan.requests, plan.prefixes, batch_tokens=batch_tokens, share_prefix=share_prefix,
-                  progress=progress, desc=bench.layout.title)
+    logps = score(model, plan.requests, plan.prefixes, batch_tokens=settings.batch_tokens,
+                  share_prefix=settings.share_prefix, progress=settings.progress, desc=bench.layout.title)
     per_subject: dict[str, list[int]] = {s: [0, 0] for s in bench.subjects}
     predictions = []
     for item in plan.items:
@@ -183,7 +179,7 @@ def evaluate_benchmark(model, tokenizer, bench: Benchmark, protocol: str = "lm-e
         pred = LETTERS[scores.index(max(scores))]   # ties: the first, as np.argmax
         per_subject[item.subject][0] += pred == item.gold
         per_subject[item.subject][1] += 1
-        if keep_predictions:
+        if settings.keep_predictions:
             predictions.append({"subject": item.subject, "index": item.index, "gold": item.gold, "pred": pred,
                                 "logprobs": scores, "shots": item.shots, "cut": item.cut})
     out = summarize({s: tuple(v) for s, v in per_subject.items()}, _categories(bench, t), t.aggregate)
@@ -199,7 +195,7 @@ def evaluate_benchmark(model, tokenizer, bench: Benchmark, protocol: str = "lm-e
         "data": {"files": dict(sorted(bench.files.items())), "sha256": bench.checksum},
         "seconds": {"prompts": planned - started, "scoring": time.time() - planned},
     })
-    if keep_predictions:
+    if settings.keep_predictions:
         out["predictions"] = predictions
     return out
 
@@ -230,35 +226,31 @@ def _subjects_per_task(tasks, subjects, data_dir) -> dict:
     return {t: [s for s in wanted if s in known[t]] for t in tasks if any(s in known[t] for s in wanted)}
 
 
-def run_eval(model, tokenizer, tasks=TASKS, data_dir=None, protocol: str = "lm-eval", shots: int = 5,
-             limit_per_subject: int | None = None, subjects=None, batch_tokens: int = 32768,
-             max_length: int | None = None, seed: int = 1234, share_prefix: bool = True, progress: bool = True,
-             model_name: str | None = None, keep_predictions: bool = False) -> dict:
+def run_eval(model, tokenizer, tasks=TASKS, *, data_dir=None, settings: EvalSettings = EvalSettings(),
+             model_name: str | None = None) -> dict:
     """Evaluate `model` on `tasks` (any of "ceval", "cmmlu", "mmlu") and return the results dict.
 
-    subjects: None (all), {task: [subjects]}, or a list applied to every task (a task with none of
-              them is left out; a name that no task has is an error).
-    limit_per_subject: score only the first N questions of each subject (file order).
-    max_length: the model's context in tokens (default: its config's max_len).
-    seed: the few-shot shuffle of the `baichuan` protocol's C-Eval prompts (the original had none).
+    settings.subjects: None (all), {task: [subjects]}, or a list applied to every task (a task with
+    none of them is left out; a name that no task has is an error). model_name: for the record.
     """
+    protocol, shots, limit_per_subject = settings.protocol, settings.shots, settings.limit_per_subject
     unknown = [t for t in tasks if t not in LAYOUTS]
     if unknown:
         raise BaichuanError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
     template(protocol, "mmlu")  # validates the protocol name before any work
-    per_task = _subjects_per_task(tasks, subjects, data_dir)
+    per_task = _subjects_per_task(tasks, settings.subjects, data_dir)
     was_training = getattr(model, "training", False)
     model.eval()
     started = time.time()
-    context = max_length or model_context(model)
+    context = settings.context or model_context(model)
     param = next(iter(model.parameters()), None)
     cfg = getattr(model, "cfg", None)
     results = {"protocol": protocol, "shots": shots, "model": model_name,
                "model_config": cfg.describe() if hasattr(cfg, "describe") else None,
                "device": str(model_device(model)),
                "dtype": str(param.dtype).removeprefix("torch.") if param is not None else None,
-               "max_length": context, "limit_per_subject": limit_per_subject,
-               "seed": seed if protocol == "baichuan" else None, "tasks": {}}
+               "max_length": context, "limit_per_subject": limit_per_subject,  # lm-eval's name for the context
+               "seed": settings.seed if protocol == "baichuan" else None, "tasks": {}}
     benches = {task: load_benchmark(task, data_dir, chosen, limit_per_subject) for task, chosen in per_task.items()}
     for bench in benches.values():  # all data is read and checked before the first question is scored
         few = next((s for s in bench.subjects if len(bench.shots[s]) < shots), None)
@@ -268,9 +260,7 @@ def run_eval(model, tokenizer, tasks=TASKS, data_dir=None, protocol: str = "lm-e
                                 f"{len(bench.shots[few])} questions")
     try:
         for task, bench in benches.items():
-            results["tasks"][task] = evaluate_benchmark(
-                model, tokenizer, bench, protocol, shots, context, seed, batch_tokens, share_prefix, progress,
-                keep_predictions)
+            results["tasks"][task] = evaluate_benchmark(model, tokenizer, bench, settings=settings)
     finally:
         model.train(was_training)
     questions = sum(r["n"] for r in results["tasks"].values())

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from baichuan.eval.settings import EvalSettings
 from baichuan.model import BaichuanModel, KVCache
 
 MIN_SHARED_PREFIX = 16          # tokens; below this a shared block is not worth a separate forward
@@ -166,7 +167,7 @@ def _shared_groups(requests, prefixes) -> tuple[dict[str, tuple[int, list[int]]]
 
 
 def score(model, requests: list[Request], prefixes: dict[str, list[int]] | None = None, *,
-          batch_tokens: int = 32768, max_rows: int = 512, share_prefix: bool = True,
+          batch_tokens: int = EvalSettings.batch_tokens, max_rows: int = 512, share_prefix: bool = True,
           progress: bool = True, desc: str = "scoring") -> list[list[float]]:
     """Log-probabilities of every request's picks, in pick order.
 

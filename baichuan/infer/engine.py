@@ -6,8 +6,19 @@ prefilled into it (requests admitted in the same step share one right-padded for
 leaves when it hits EOS, its token budget, the end of its row or a cancel, and the next waiting
 request takes the row. Requests join and leave between steps.
 
-Each step costs one device-to-host copy (the new tokens, which the caller streams); sampling runs on
-the device with each row's own settings (sampling.py).
+Sampling runs on the device with each row's own settings (sampling.py). What a step waits on the
+device for, on a GPU (PyTorch synchronizes the stream after every blocking copy, in either
+direction; on a CPU nothing waits):
+- decoding, one sync per step: the new tokens read back (`tolist`), which the caller streams.
+  When some of the rows it ran are empty (under CUDA graphs: whenever fewer than `max_batch` rows
+  are busy), resetting their lengths copies their indices to the device, a second sync, on a
+  stream the first has already drained;
+- admitting, per prefill forward (the prompts admitted in a step, grouped up to `prefill_tokens`
+  padded tokens): one copy to the device per prompt and one of the last prompt positions, then
+  one read back per request, of its first token (`int`);
+- a model with ALiBi copies its slopes to the device in every eager forward (model.py): one more
+  per prefill forward and per eager decode step (compiled, the slopes are a graph constant).
+Sampled rows' uniform draws go to the device `non_blocking`, from pageable memory.
 
 With `compile=True` the decode step (one token for every row, sampling included) runs through
 torch.compile: on CUDA in "reduce-overhead" mode (CUDA graphs) over all `max_batch` rows, whose
@@ -200,9 +211,10 @@ class Engine:
         uniform, penalty = self._draws(0, hi)
         tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty,
                               self._span_carrier(self._span(hi)))
-        tokens = tokens.tolist()  # the step's one host sync
+        tokens = tokens.tolist()  # the decode's host sync (admission syncs more: see the module docstring)
         idle = [s for s in range(hi) if self.slots[s] is None]
-        if idle:  # idle rows in the batch advanced too: keep them empty (one op, not a launch per row)
+        if idle:  # idle rows in the batch advanced too: keep them empty (one op, not a launch per row;
+            # the index list goes to the device in a blocking copy: a sync, on a stream tolist drained)
             self.cache.lengths[idle] = 0
         for s in range(hi):
             if self.slots[s] is not None:

@@ -88,15 +88,13 @@ def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, stop_ids: tuple[i
         raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
     if body.get("n") not in (None, 1):
         raise ApiError(400, "only n=1 is supported", param="n")
-    temperature = _number(body, "temperature", float, 0, 2, gen_defaults.temperature if gen_defaults.do_sample else 0)
-    max_new = _number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, cfg.max_new_tokens,
-                      min(gen_defaults.max_new_tokens, cfg.max_new_tokens, max(1, max_len // 2)))
-    return SamplingParams(
-        max_new_tokens=max_new, do_sample=temperature > 0, temperature=temperature or 1.0,
-        top_p=_number(body, "top_p", float, 1e-6, 1, gen_defaults.top_p if gen_defaults.do_sample else 1.0),
-        top_k=_number(body, "top_k", int, 0, 1 << 20, gen_defaults.top_k if gen_defaults.do_sample else 0),
-        repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, gen_defaults.repetition_penalty),
-        stop=stop, eos_token_ids=stop_ids, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
+    return SamplingParams.from_request(
+        gen_defaults, stop_ids, room=min(cfg.max_new_tokens, max(1, max_len // 2)),
+        max_new_tokens=_number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, cfg.max_new_tokens, None),
+        temperature=_number(body, "temperature", float, 0, 2, None),
+        top_p=_number(body, "top_p", float, 1e-6, 1, None), top_k=_number(body, "top_k", int, 0, 1 << 20, None),
+        repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, None),
+        stop=stop, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
 def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
@@ -377,7 +375,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         sampling fields?} -> the answer with citations (baichuan.rag.answer.Answer.to_dict).
         Streaming sends {"passages"} first, then {"delta"} events, then {"answer": ...}. Greedy
         unless told otherwise."""
-        from baichuan.rag.answer import Answer, finish, prepare, public_passages
+        from baichuan.rag.answer import finish, prepare
         if index is None:
             raise ApiError(404, "this server has no document index; start it with `baichuan serve MODEL --index DIR`",
                            code="no_index")
@@ -396,28 +394,27 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         except BaichuanError as e:
             raise ApiError(400, str(e), param="question", code="context_length_exceeded") from None
         stream = bool(body.get("stream"))
-        if isinstance(prepared, Answer):                       # nothing relevant: no generation
-            result = prepared.to_dict()
+        if prepared.refusal is not None:                       # nothing relevant: no generation
+            result = prepared.refusal.to_dict()
             if not stream:
                 return result
             async def refused():
                 yield {"passages": []}
                 yield {"answer": result}
             return event_stream(refused())
-        ids, used, lang = prepared
-        req, queue = admit(ids, params, asyncio.get_running_loop())
+        req, queue = admit(prepared.ids, params, asyncio.get_running_loop())
         if not stream:
             text = [delta async for delta, _ in pieces(request, req, queue, params)]
-            return finish("".join(text), ids, used, lang).to_dict()
+            return finish("".join(text), prepared).to_dict()
 
         async def events():
-            yield {"passages": public_passages(used)}
+            yield {"passages": [s.to_json() for s in prepared.sources]}
             text = []
             async for delta, _ in pieces(request, req, queue, params):
                 if delta:
                     text.append(delta)
                     yield {"delta": delta}
-            yield {"answer": finish("".join(text), ids, used, lang).to_dict()}
+            yield {"answer": finish("".join(text), prepared).to_dict()}
         return event_stream(events())
 
     card = {"id": cfg.model_name, "object": "model", "created": 0, "owned_by": "baichuan", "context_length": max_len}
@@ -471,14 +468,9 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     except ImportError:
         raise BaichuanError("serving needs FastAPI and uvicorn: pip install 'baichuan[serve]'") from None
     _check_listen(host, port)  # before the model loads: a busy port is known in a second, not a minute
-    import torch
-
-    from baichuan.checkpoint import load_pretrained
     from baichuan.config import load_generation_config
-    from baichuan.tokenizer import Tokenizer
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_pretrained(model_dir, device=device, dtype=dtype)
-    tok = Tokenizer.load(model_dir)
+    from baichuan.runtime import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(model_dir, device, dtype)
     index = None
     if index_dir:
         from baichuan.rag.index import load_index

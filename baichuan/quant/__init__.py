@@ -41,13 +41,22 @@ nothing: every element stays within scale/2 of the original.
 for bf16 activations (CPU and CUDA) after checking each layer shape against the reference path.
 """
 
-from baichuan.quant.files import (checkpoint_dtypes, default_out_dir, load_quantized, quantize_dir,
-                                  read_quantization_config, save_quantized)
-from baichuan.quant.linear import (GROUP_SIZES, MODES, MODULES, QUANT_METHOD, Int4Linear, Int8Linear,
-                                   dequantize_int4, pack_int4, quantization_config, quantize, quantize_int4,
-                                   quantize_int8, quantize_weight, unpack_int4, use_kernels)
+import importlib
 
-__all__ = ["GROUP_SIZES", "MODES", "MODULES", "QUANT_METHOD", "Int4Linear", "Int8Linear", "checkpoint_dtypes",
-           "default_out_dir", "dequantize_int4", "load_quantized", "pack_int4", "quantization_config", "quantize",
-           "quantize_dir", "quantize_int4", "quantize_int8", "quantize_weight", "read_quantization_config",
-           "save_quantized", "unpack_int4", "use_kernels"]
+# The names below load on first use (PEP 562), so the command line can list `quantize` without
+# importing torch.
+_WHERE = {
+    "baichuan.quant.files": ("checkpoint_dtypes", "default_out_dir", "load_quantized", "quantize_dir",
+                             "read_quantization_config", "save_quantized"),
+    "baichuan.quant.linear": ("GROUP_SIZES", "MODES", "MODULES", "QUANT_METHOD", "Int4Linear", "Int8Linear",
+                              "dequantize_int4", "largest_group", "pack_int4", "quantization_config", "quantize",
+                              "quantize_int4", "quantize_int8", "quantize_weight", "unpack_int4", "use_kernels"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'baichuan.quant' has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name]), name)

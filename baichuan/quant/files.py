@@ -21,7 +21,6 @@ from baichuan.checkpoint import (
     _iter_tensors,
     _write_json,
     atomic_dir,
-    checked_device,
     load_weights,
     weight_files,
     write_generation_config,
@@ -32,6 +31,7 @@ from baichuan.checkpoint import (
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
 from baichuan.errors import BaichuanError
 from baichuan.model import Baichuan
+from baichuan.runtime import checked_device, default_device, model_dtype
 from baichuan.quant.linear import (
     GROUP_SIZES,
     LM_HEAD,
@@ -139,7 +139,7 @@ def quantize_dir(src_dir: str | Path, out_dir: str | Path, mode: str = "int8", g
         raise BaichuanError(f"{src / 'config.json'}: the model is already quantized (field 'quantization_config'); "
                             "quantize the bf16/fp32 model")
     symmetric = _check_mode(mode, group_size, symmetric)
-    device = checked_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = checked_device(default_device(device))
     with torch.device("meta"):  # the expected names and shapes; also checks group_size against every layer
         expected = quantize(Baichuan(cfg), mode, group_size, symmetric, lm_head=lm_head)
     linears = {f"{name}.weight": name for name, _, _ in _targets(expected, lm_head)}
@@ -223,7 +223,8 @@ def load_quantized(model_dir: str | Path, device="cpu", dtype: torch.dtype | Non
     """A directory written by `save_quantized` / `quantize_dir` -> quantized model in eval mode.
 
     Built on meta, modules swapped, materialized on `device` and filled shard by shard. `dtype` (of
-    the activations, embeddings, norms and lm_head) defaults to bf16 on CUDA, fp32 elsewhere;
+    the activations, embeddings, norms and lm_head) defaults to `runtime.model_dtype(device)`: the
+    full-precision reference on a CPU (`load_pretrained` asks for bf16);
     `kernels` (default: when dtype is bf16) calls `use_kernels` on the loaded model."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -236,8 +237,7 @@ def load_quantized(model_dir: str | Path, device="cpu", dtype: torch.dtype | Non
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
     device = checked_device(device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = model_dtype(device, dtype)
     with torch.device("meta"):
         model = Baichuan(cfg)
     model.to(dtype=dtype)

@@ -170,6 +170,14 @@ def _float_weight(module: nn.Module) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------- the swap
 
+def largest_group(cfg) -> int:
+    """The largest int4 group that divides every quantized layer's inputs (the hidden and FFN
+    widths): the finest error per stored byte that fits. 128 when none does (quantize then names
+    the sizes that fit)."""
+    return next((g for g in sorted(GROUP_SIZES, reverse=True)
+                 if cfg.hidden_size % g == 0 and cfg.intermediate_size % g == 0), 128)
+
+
 def _check_mode(mode: str, group_size: int, symmetric: bool | None) -> bool:
     """Validate the options; returns `symmetric` resolved to its default."""
     if mode not in MODES:

@@ -2,7 +2,8 @@
 citations that point at real passages.
 
     a = answer("谁为关公刮骨疗毒？", index, generate_fn, tokenizer, max_len=1024, max_new_tokens=256)
-    a.text, a.citations        # "华佗[1]。", [{"n": 1, "file": ..., "passage": 11, "score": ..., "snippet": ...}]
+    a.text, a.citations        # "华佗[1]。", [Source(n=1, passage=Passage(file="sanguo.txt", ...), ...)]
+    a.to_dict()                # the JSON of `baichuan ask --json` and POST /v1/ask
 
 `generate_fn(prompt_ids, max_new_tokens) -> str` is the model: `model_generate_fn` wraps a loaded
 model, tests pass a fake; the server calls `prepare` and `finish` around its own engine. Nothing
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from baichuan.data.text import split_sentences
 from baichuan.errors import BaichuanError
+from baichuan.rag.passages import Passage
 from baichuan.rag.terms import question_language
 from baichuan.tokenizer import build_chat_input, chat_template_for
 
@@ -53,24 +55,58 @@ _CITE = re.compile(r"[\[［【]\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]］�
 _IDK_SAID = re.compile(r"我不知道|i\s+don[’']?t\s+know|i\s+do\s+not\s+know", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class Source:
+    """A passage as the prompt numbers it, [n]; what the answer's citations point at."""
+    n: int
+    passage: Passage
+    text: str             # what the prompt holds: the passage, or its leading sentences when it did not fit
+    score: float          # its search score
+    row: int              # its row in Index.passages
+
+    @property
+    def snippet(self) -> str:
+        text = " ".join(self.text.split())
+        return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
+
+    def to_json(self) -> dict:
+        """As the answer's "used_passages" (and the server's streamed "passages") show it."""
+        p = self.passage
+        return {"n": self.n, "file": p.file, "doc": p.doc, "passage": p.n, "score": round(self.score, 4),
+                "start": p.start, "end": p.start + len(self.text), "truncated": self.text != p.text,
+                "row": self.row, "snippet": self.snippet}
+
+    def citation_json(self) -> dict:
+        """As the answer's "citations" show it."""
+        p = self.passage
+        return {"n": self.n, "file": p.file, "doc": p.doc, "passage": p.n, "score": round(self.score, 4),
+                "snippet": self.snippet, "row": self.row}
+
+
 @dataclass
 class Answer:
     text: str
-    citations: list[dict] = field(default_factory=list)       # n, file, doc, passage, score, snippet, row
-    used_passages: list[dict] = field(default_factory=list)   # every passage in the prompt, numbered
+    citations: list[Source] = field(default_factory=list)   # the sources the text cites, by first citation
+    sources: list[Source] = field(default_factory=list)     # every passage in the prompt, numbered from 1
     refused: bool = False
     reason: str | None = None
     prompt_tokens: int = 0
     lang: str = "en"
 
     def to_dict(self) -> dict:
-        return {"answer": self.text, "citations": self.citations, "used_passages": self.used_passages,
-                "refused": self.refused, "reason": self.reason, "prompt_tokens": self.prompt_tokens,
-                "lang": self.lang}
+        return {"answer": self.text, "citations": [c.citation_json() for c in self.citations],
+                "used_passages": [s.to_json() for s in self.sources], "refused": self.refused,
+                "reason": self.reason, "prompt_tokens": self.prompt_tokens, "lang": self.lang}
 
 
-def passage_label(p: dict) -> str:
-    return f"{p['file']}" + (f" {p['doc']}" if p.get("doc") else "") + f" #{p['n']}"
+@dataclass
+class Prepared:
+    """All that comes before generation: the prompt and its numbered sources, or, when nothing
+    relevant was found, `refusal`, the final answer (then nothing is generated)."""
+    lang: str
+    ids: list[int] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    refusal: Answer | None = None
 
 
 def retrieve(index, question: str, top_k: int = 5, min_coverage: float = MIN_COVERAGE):
@@ -105,12 +141,12 @@ def _prompt_ids(tok, lang, blocks, question, template) -> list[int]:
                             max_new_tokens=0, model_max_length=1 << 30)
 
 
-def _block(n: int, p: dict, text: str) -> str:
-    return f"[{n}] ({passage_label(p)})\n{text.strip()}"
+def _block(n: int, p: Passage, text: str) -> str:
+    return f"[{n}] ({p.label})\n{text.strip()}"
 
 
 def build_prompt(question: str, hits, tok, *, max_len: int, max_new_tokens: int, template: str | None = None,
-                 lang: str | None = None) -> tuple[list[int], list[dict]]:
+                 lang: str | None = None) -> tuple[list[int], list[Source]]:
     """(prompt ids, the passages it holds, numbered from 1). Raises BaichuanError when the question
     with the instructions alone exceeds max_len - max_new_tokens.
 
@@ -125,10 +161,10 @@ def build_prompt(question: str, hits, tok, *, max_len: int, max_new_tokens: int,
         raise BaichuanError(f"the question is too long: with the instructions the prompt needs {len(ids)} tokens, "
                             f"but the context has {budget} ({max_len} - max_new_tokens {max_new_tokens})")
     blocks: list[str] = []
-    used: list[dict] = []
+    used: list[Source] = []
     for h in hits:
         n, p = len(blocks) + 1, h.passage
-        text, fitted = p["text"], None
+        text, fitted = p.text, None
         candidate = _prompt_ids(tok, lang, blocks + [_block(n, p, text)], question, template)
         if len(candidate) <= budget:
             fitted = candidate
@@ -144,9 +180,7 @@ def build_prompt(question: str, hits, tok, *, max_len: int, max_new_tokens: int,
             continue                            # nothing of it fits; a shorter one further down might
         ids = fitted
         blocks.append(_block(n, p, text))
-        used.append({"n": n, "file": p["file"], "doc": p.get("doc"), "passage": p["n"], "score": round(h.score, 4),
-                     "start": p["start"], "end": p["start"] + len(text), "truncated": text != p["text"],
-                     "row": h.index, "text": text})
+        used.append(Source(n, p, text, h.score, h.index))
     return ids, used
 
 
@@ -168,10 +202,10 @@ def keep_citations(text: str, count: int) -> tuple[str, list[int]]:
 
 
 def prepare(question: str, index, tokenizer, *, top_k: int = 5, max_new_tokens: int = 256,
-            max_len: int | None = None, template: str | None = None, min_coverage: float = MIN_COVERAGE):
-    """Everything before generation: (prompt ids, numbered passages, language), or the refusal
-    Answer when nothing relevant was found. The server calls this and then `finish` around its
-    own engine; `answer` does both around a generate_fn."""
+            max_len: int | None = None, template: str | None = None, min_coverage: float = MIN_COVERAGE) -> Prepared:
+    """Everything before generation: the prompt, or the refusal when nothing relevant was found.
+    The server calls this and then `finish` around its own engine; `answer` does both around a
+    generate_fn."""
     if not isinstance(question, str) or not question.strip():
         raise BaichuanError("question: expected a non-empty string")
     if top_k < 1:
@@ -183,46 +217,33 @@ def prepare(question: str, index, tokenizer, *, top_k: int = 5, max_new_tokens: 
     build_prompt(question, [], tokenizer, max_len=max_len, max_new_tokens=max_new_tokens, template=template, lang=lang)
     hits, reason = retrieve(index, question, top_k, min_coverage)
     if not hits:
-        return Answer(IDK[lang], refused=True, reason=reason, lang=lang)
+        return Prepared(lang, refusal=Answer(IDK[lang], refused=True, reason=reason, lang=lang))
     ids, used = build_prompt(question, hits, tokenizer, max_len=max_len, max_new_tokens=max_new_tokens,
                              template=template, lang=lang)
     if not used:
-        return Answer(IDK[lang], refused=True, reason="no retrieved passage fits in the context", lang=lang,
-                      prompt_tokens=len(ids))
-    return ids, used, lang
+        return Prepared(lang, refusal=Answer(IDK[lang], refused=True, reason="no retrieved passage fits in the context",
+                                             lang=lang, prompt_tokens=len(ids)))
+    return Prepared(lang, ids, used)
 
 
-def finish(raw: str, ids: list[int], used: list[dict], lang: str) -> Answer:
+def finish(raw: str, prepared: Prepared) -> Answer:
     """The Answer for the model's text: citations that point at no passage dropped, the rest
-    resolved to file and passage."""
-    text, cited = keep_citations(raw.strip(), len(used))
-    by_n = {u["n"]: u for u in used}
-    citations = [{"n": n, "file": by_n[n]["file"], "doc": by_n[n]["doc"], "passage": by_n[n]["passage"],
-                  "score": by_n[n]["score"], "snippet": _snippet(by_n[n]["text"]), "row": by_n[n]["row"]}
-                 for n in cited]
+    resolved to their sources."""
+    text, cited = keep_citations(raw.strip(), len(prepared.sources))
+    citations = [prepared.sources[n - 1] for n in cited]      # sources are numbered from 1, in order
     refused = not citations and bool(_IDK_SAID.search(text))
-    return Answer(text or IDK[lang], citations, public_passages(used), refused=refused,
-                  reason="the model said it does not know" if refused else None, prompt_tokens=len(ids), lang=lang)
-
-
-def public_passages(used: list[dict]) -> list[dict]:
-    """The numbered passages as shown to users: a snippet instead of the whole text."""
-    return [{k: v for k, v in u.items() if k != "text"} | {"snippet": _snippet(u["text"])} for u in used]
+    return Answer(text or IDK[prepared.lang], citations, prepared.sources, refused=refused,
+                  reason="the model said it does not know" if refused else None, prompt_tokens=len(prepared.ids),
+                  lang=prepared.lang)
 
 
 def answer(question: str, index, generate_fn, tokenizer, **kwargs) -> Answer:
     """Answer `question` from `index` with citations; see the module docstring. kwargs: top_k,
     max_new_tokens, max_len, template, min_coverage (as `prepare`)."""
     prepared = prepare(question, index, tokenizer, **kwargs)
-    if isinstance(prepared, Answer):
-        return prepared
-    ids, used, lang = prepared
-    return finish(generate_fn(ids, kwargs.get("max_new_tokens", 256)), ids, used, lang)
-
-
-def _snippet(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
+    if prepared.refusal is not None:
+        return prepared.refusal
+    return finish(generate_fn(prepared.ids, kwargs.get("max_new_tokens", 256)), prepared)
 
 
 def model_generate_fn(model, tokenizer, params=None):

@@ -36,7 +36,7 @@ def add_index_arguments(p) -> None:
 
 
 def run_index(args) -> None:
-    from baichuan.rag.index import build_index
+    from baichuan.rag.build import build_index
     from baichuan.rag.terms import Analyzer
     report = build_index(args.docs, args.out, analyzer=Analyzer(args.analyzer, t2s=args.t2s, stem=not args.no_stem),
                          max_chars=args.max_chars, overlap_chars=args.overlap_chars, embed=args.embed,
@@ -63,7 +63,7 @@ def add_ask_arguments(p) -> None:
 
 
 def run_ask(args) -> None:
-    from baichuan.rag.answer import MIN_COVERAGE, answer, model_generate_fn, passage_label, retrieve
+    from baichuan.rag.answer import MIN_COVERAGE, answer, model_generate_fn, retrieve
     from baichuan.rag.index import load_index
     if not args.model and not args.retrieve_only:
         raise BaichuanError("ask: give --model MODEL to answer, or --retrieve-only to see the passages")
@@ -72,14 +72,14 @@ def run_ask(args) -> None:
     if args.retrieve_only:
         hits, reason = retrieve(index, args.question, args.top_k, min_coverage)
         if args.json:
-            print(json.dumps({"passages": [{"rank": h.rank, "score": h.score, "coverage": h.coverage, **h.passage}
-                                           for h in hits], "reason": reason}, ensure_ascii=False, indent=1))
+            passages = [{"rank": h.rank, "score": h.score, "coverage": h.coverage, **h.passage.to_json()} for h in hits]
+            print(json.dumps({"passages": passages, "reason": reason}, ensure_ascii=False, indent=1))
             return
         if not hits:
             print(f"nothing relevant: {reason}")
         for h in hits:
-            print(f"[{h.rank}] {passage_label(h.passage)}  score {h.score:.2f}  coverage {h.coverage:.0%}")
-            print("    " + h.passage["text"].strip().replace("\n", "\n    "))
+            print(f"[{h.rank}] {h.passage.label}  score {h.score:.2f}  coverage {h.coverage:.0%}")
+            print("    " + h.passage.text.strip().replace("\n", "\n    "))
         return
 
     model, tok, params = _load(args)
@@ -92,24 +92,16 @@ def run_ask(args) -> None:
     if result.citations:
         print("\nsources:")
         for c in result.citations:
-            label = passage_label({"file": c["file"], "doc": c["doc"], "n": c["passage"]})
-            print(f"[{c['n']}] {label}: {c['snippet']}")
+            print(f"[{c.n}] {c.passage.label}: {c.snippet}")
     elif result.refused and result.reason:
         print(f"({result.reason})", file=sys.stderr)
 
 
 def _load(args):
-    import torch
-
-    from baichuan.checkpoint import is_model_dir, load_pretrained
     from baichuan.config import load_generation_config
     from baichuan.infer.sampling import SamplingParams
-    from baichuan.tokenizer import Tokenizer
-    if not is_model_dir(args.model):
-        raise BaichuanError(f"{args.model}: not a model directory (needs config.json and weights)")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_pretrained(args.model, device=device, dtype=getattr(torch, args.dtype) if args.dtype else None)
-    tok = Tokenizer.load(args.model)
+    from baichuan.runtime import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
     # answers from passages: greedy, with the model's own repetition penalty
     params = SamplingParams.from_generation_config(load_generation_config(args.model), do_sample=False,
                                                    max_new_tokens=args.max_new_tokens)

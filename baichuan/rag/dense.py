@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from baichuan.errors import BaichuanError
+from baichuan.rag.passages import Passage
 
 RRF_K = 60
 CANDIDATES = 100      # from each side
@@ -68,19 +69,21 @@ def embed(model_dir: str, texts: list[str], progress: bool = False) -> np.ndarra
     return np.asarray(vecs, dtype=np.float16)     # half the disk; cosine ranks do not notice
 
 
-def build_dense(model_dir: str, passages: list[dict], prev, reused_rows, progress: bool, languages: list[str]):
-    """(embeddings, manifest entry); rows of unchanged files are copied from the previous index
-    when it was built with the same model."""
+def build_dense(model_dir: str, languages: list[str], passages: list[Passage], old: np.ndarray | None,
+                reused_rows: list[tuple[int, int, int]], progress: bool):
+    """(embeddings, manifest entry). `old`: the previous index's embeddings when they come from the
+    same model; the rows of unchanged files (reused_rows: new first row, old first row, count) are
+    copied from it instead of computed again."""
     out = None
     todo = np.ones(len(passages), dtype=bool)
-    if prev is not None and prev.dense is not None and prev.dense_model == model_dir:
-        out = np.zeros((len(passages), prev.dense.shape[1]), dtype=np.float16)
+    if old is not None:
+        out = np.zeros((len(passages), old.shape[1]), dtype=np.float16)
         for new_first, old_first, count in reused_rows:
-            out[new_first:new_first + count] = prev.dense[old_first:old_first + count]
+            out[new_first:new_first + count] = old[old_first:old_first + count]
             todo[new_first:new_first + count] = False
     rows = np.flatnonzero(todo)
     if len(rows):
-        vecs = embed(model_dir, [passages[i]["text"] for i in rows], progress)
+        vecs = embed(model_dir, [passages[i].text for i in rows], progress)
         if out is None:
             out = np.zeros((len(passages), vecs.shape[1]), dtype=np.float16)
         out[rows] = vecs

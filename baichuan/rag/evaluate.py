@@ -73,7 +73,7 @@ def retrieval_recall(index, questions: list[dict], ks=(1, 5, 10)) -> dict:
     found_at: list[tuple[str, int | None]] = []
     for q in questions:
         hits = index.search(q["question"], k=kmax)
-        rank = next((h.rank for h in hits if q["evidence"] in h.passage["text"]), None)
+        rank = next((h.rank for h in hits if q["evidence"] in h.passage.text), None)
         found_at.append((q["lang"], rank))
     out: dict = {}
     for lang in ("all", "zh", "en"):
@@ -93,7 +93,7 @@ def citation_accuracy(index, questions: list[dict], generate_fn, tokenizer, **an
     for q in questions:
         a = answer(q["question"], index, generate_fn, tokenizer, **answer_kwargs)
         first = a.citations[0] if a.citations else None
-        ok = first is not None and q["evidence"] in index.passages[first["row"]]["text"]
+        ok = first is not None and q["evidence"] in first.passage.text
         rows.append((q["lang"], ok, a.refused, not a.citations))
     out = {}
     for lang in ("all", "zh", "en"):

@@ -13,11 +13,15 @@ How the spans are chosen:
   3. Overlap. The next passage starts with the trailing units of the previous one, up to
      `overlap_chars`, so a fact stated across a unit boundary is still whole in some passage.
      Never the previous passage's first unit: every passage moves forward.
+
+A `Passage` is one such span as the index keeps it: which file and document, its number within
+the file, the offsets, and the text.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from baichuan.data.text import split_paragraphs, split_sentences
 from baichuan.errors import BaichuanError
@@ -28,6 +32,30 @@ OVERLAP_CHARS = 80
 # Where an over-long sentence may be cut, best first: after Chinese/ASCII commas and semicolons,
 # then after any whitespace.
 _SOFT_CUT = re.compile(r"[，、,;:：]|\s")
+
+
+@dataclass(frozen=True, slots=True)   # slots: an index holds one per passage, often millions
+class Passage:
+    file: str             # relative to the documents folder, with forward slashes
+    doc: str | None       # record id inside a .jsonl file (None for one-document files)
+    n: int                # 1-based within the file
+    start: int            # character offsets into the document text: text == doc_text[start:end]
+    end: int
+    text: str
+
+    @property
+    def label(self) -> str:
+        return passage_label(self.file, self.doc, self.n)
+
+    def to_json(self) -> dict:
+        """One line of passages.jsonl, and a passage in `baichuan ask --retrieve-only --json`."""
+        return {"file": self.file, "doc": self.doc, "n": self.n, "start": self.start, "end": self.end,
+                "text": self.text}
+
+
+def passage_label(file: str, doc: str | None, n: int) -> str:
+    """How passages are named to the model and to users: "file [doc] #n"."""
+    return file + (f" {doc}" if doc else "") + f" #{n}"
 
 
 def _hard_cut(start: int, end: int, text: str, limit: int) -> list[tuple[int, int]]:

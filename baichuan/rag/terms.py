@@ -94,14 +94,6 @@ def analyzer_from(d: dict, source: str) -> Analyzer:
         raise BaichuanError(f"{source}: field 'analyzer' must be an object with 'mode'") from None
 
 
-def t2s_available() -> bool:
-    try:
-        _opencc()
-    except BaichuanError:
-        return False
-    return True
-
-
 @lru_cache(maxsize=1)
 def _jieba():
     try:

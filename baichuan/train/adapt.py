@@ -29,8 +29,9 @@ GENERAL_SUBJECTS = ["computer_network", "college_economics", "high_school_histor
 
 def _exam(model, tok, subjects, evaldata, limit) -> dict:
     from baichuan.eval.command import evaluate
-    res = evaluate(model, tok, ["ceval"], data_dir=evaldata, subjects={"ceval": subjects}, limit_per_subject=limit,
-                   progress=False, model_name="adapt")
+    from baichuan.eval.settings import EvalSettings
+    res = evaluate(model, tok, ["ceval"], data_dir=evaldata, model_name="adapt",
+                   settings=EvalSettings(subjects={"ceval": subjects}, limit_per_subject=limit, progress=False))
     return {s: r["acc"] for s, r in res["tasks"]["ceval"]["subjects"].items()}
 
 

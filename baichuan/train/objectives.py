@@ -1,5 +1,5 @@
 """What a training step optimizes, behind one interface, so pretraining, SFT and DPO share the loop,
-checkpoints, resume, logging and export (pretrain.py):
+checkpoints, resume, logging and export (pretrain.py and the modules it calls):
 
     objective.next_batch() -> dict of CPU tensors (this rank's share of the next global batch)
     objective.loss(model, batch, device) -> (loss, metrics)
@@ -84,7 +84,8 @@ class LMObjective:
 
     def loss(self, model, batch, device):
         b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        # the model computes the loss itself, chunk by chunk: no [tokens, vocab] fp32 logits
+        # the model computes the loss itself: above 2^28 logits in 4,096-position chunks, recomputed
+        # in backward, so the [tokens, vocab] fp32 logits never exist at once
         loss = model(b["input_ids"], position_ids=b.get("position_ids"), segments=b.get("segments"),
                      targets=b["targets"])
         return loss, {}

@@ -14,13 +14,14 @@ import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
 from baichuan.model import Baichuan
+from baichuan.runtime import default_device
 
 
 def init_distributed() -> tuple[int, int, torch.device]:
     """(rank, world_size, device) from torchrun's environment; a single process otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if torch.cuda.is_available():
+    if default_device() == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)

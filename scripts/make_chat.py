@@ -1,12 +1,14 @@
-"""Regenerate the bundled chat set: ``sft.jsonl`` (conversations) and ``dpo.jsonl`` (preference pairs).
+#!/usr/bin/env python3
+"""Regenerate the bundled chat set in baichuan/corpus/chat/: ``sft.jsonl`` (conversations) and
+``dpo.jsonl`` (preference pairs).
 
 Everything here was written for the baichuan project and is released under the project's license
 (Apache-2.0). The conversations are built from small hand-written tables (poem texts, quotations,
 Q&A pairs, phrase translations, reviews) and a few templates; arithmetic is computed. A seeded
 ``random.Random`` picks templates, so the output is byte-identical on every run::
 
-    python baichuan/corpus/chat/make_chat.py            # rewrite sft.jsonl and dpo.jsonl next to this file
-    python baichuan/corpus/chat/make_chat.py --check    # exit 1 if the files on disk differ
+    python scripts/make_chat.py            # rewrite baichuan/corpus/chat/sft.jsonl and dpo.jsonl
+    python scripts/make_chat.py --check    # exit 1 if the files on disk differ
 
 Only the standard library is used. Facts (poem lines, attributions, quotations, verses) were
 checked by hand; when in doubt an item was left out.
@@ -20,7 +22,8 @@ import re
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
+CHAT_DIR = ROOT / "baichuan" / "corpus" / "chat"
 SEED = 1998
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -1645,9 +1648,10 @@ def summary(stats: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
-    ap.add_argument("--out", type=Path, default=HERE, help="output directory (default: next to this script)")
+    ap.add_argument("--out", type=Path, default=CHAT_DIR,
+                    help="output directory (default: baichuan/corpus/chat/ in this checkout)")
     args = ap.parse_args(argv)
     sft_text, dpo_text, stats = render()
     files = {args.out / "sft.jsonl": sft_text, args.out / "dpo.jsonl": dpo_text}

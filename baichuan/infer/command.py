@@ -1,0 +1,182 @@
+"""The commands that run a model directory: `generate`, `chat`, `serve` and `info`.
+
+Each command is a pair, `add_<name>_arguments(parser)` and `run_<name>(args)`, listed in cli.py's
+table. Nothing heavy is imported until a command runs, so `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from baichuan.errors import BaichuanError, bounded
+
+
+def _add_device(p) -> None:
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="default: bf16 where the GPU has it natively and for int8/int4 directories, else fp32")
+
+
+def _add_sampling(p) -> None:
+    g = p.add_argument_group("sampling (defaults: the model's generation_config.json)")
+    g.add_argument("--max-new-tokens", type=int, help="longest reply (default: the model's, at most half the "
+                                                        "context in chat)")
+    g.add_argument("--temperature", type=bounded(float, 0), help="0 = greedy; a positive value samples")
+    g.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
+    g.add_argument("--top-p", type=float, help="nucleus sampling threshold")
+    g.add_argument("--repetition-penalty", type=float, help="HF-style penalty on tokens already in the text")
+    g.add_argument("--greedy", action="store_true", help="argmax decoding (the same as --temperature 0)")
+    g.add_argument("--stop", action="append", help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, help="seed for sampling (the same seed gives the same reply)")
+    _add_device(p)
+
+
+def _sampling(args, tok, room: int | None = None):
+    from baichuan.config import load_generation_config
+    from baichuan.infer.sampling import SamplingParams
+    gen = load_generation_config(args.model)
+    return SamplingParams.from_request(
+        gen, tuple(dict.fromkeys((gen.eos_token_id, *tok.stop_ids))), max_new_tokens=args.max_new_tokens, room=room,
+        temperature=0.0 if args.greedy else args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed)
+
+
+def _banner(model) -> str:
+    """What generate and chat run with (the engine, eager, as generate_ids makes it)."""
+    from baichuan.quant.linear import describe_precision
+    return f"{model.cfg.describe()} | {describe_precision(model)}, " \
+           f"{next(model.parameters()).device.type} decode eager"
+
+
+# ------------------------------------------------------------------------------------ generate
+
+def add_generate_arguments(p) -> None:
+    p.add_argument("model", help="model directory")
+    p.add_argument("prompt", help="text to continue")
+    _add_sampling(p)
+
+
+def run_generate(args) -> None:
+    from baichuan.generate import stream_text
+    from baichuan.runtime import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
+    params = _sampling(args, tok)
+    ids = tok.encode_prompt(args.prompt)
+    print(_banner(model), file=sys.stderr)
+    room = model.cfg.max_len - len(ids)
+    if args.max_new_tokens and args.max_new_tokens > room > 0:
+        print(f"note: the {model.cfg.max_len}-token context leaves room for {room} new tokens", file=sys.stderr)
+    for piece in stream_text(model, tok, ids, params):
+        print(piece, end="", flush=True)
+    print()
+
+
+# ---------------------------------------------------------------------------------------- chat
+
+def add_chat_arguments(p) -> None:
+    p.add_argument("model", help="chat model directory")
+    p.add_argument("--system", help="system text (the baichuan2 and jinja templates)")
+    p.add_argument("--template", choices=["baichuan", "baichuan2", "jinja"],
+                   help="default: the tokenizer's own chat_template (jinja) if it has one, else by its vocabulary")
+    _add_sampling(p)
+
+
+def run_chat(args) -> None:
+    from baichuan.generate import stream_text
+    from baichuan.runtime import load_model_and_tokenizer
+    from baichuan.tokenizer import chat_template_for, fit_chat
+    model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
+    # the default (Baichuan 2's 2048) must leave room for the conversation in a short context
+    params = _sampling(args, tok, room=model.cfg.max_len // 2)
+    if args.max_new_tokens is not None and args.max_new_tokens > model.cfg.max_len - 2:
+        raise BaichuanError(f"--max-new-tokens {args.max_new_tokens} leaves no room for a message in the "
+                            f"{model.cfg.max_len}-token context")
+    template = args.template or chat_template_for(tok)
+    if args.system and template == "baichuan":
+        raise BaichuanError("--system needs the baichuan2 chat template: Baichuan-13B-Chat's format has no "
+                            "system prompt")
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"{_banner(model)} | template {template} | /reset clears, /exit or Ctrl-D quits")
+    while True:
+        try:
+            line = input("user> " if interactive else "")
+        except EOFError:
+            break
+        if line.strip() in ("/exit", "/quit"):
+            break
+        if line.strip() == "/reset":
+            messages = messages[:1] if args.system else []
+            continue
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        try:  # without --max-new-tokens a long message takes room from the reply; with it, it is refused
+            ids, max_new = fit_chat(tok, messages, template, params.max_new_tokens, model.cfg.max_len,
+                                    shrink=args.max_new_tokens is None, length_name="--max-new-tokens")
+        except BaichuanError as e:
+            print(f"error: {e}; the message was not sent", file=sys.stderr)
+            messages.pop()
+            continue
+        print("assistant> " if interactive else "", end="", flush=True)
+        reply = []
+        for piece in stream_text(model, tok, ids, dataclasses.replace(params, max_new_tokens=max_new)):
+            reply.append(piece)
+            print(piece, end="", flush=True)
+        print()
+        messages.append({"role": "assistant", "content": "".join(reply)})
+
+
+# --------------------------------------------------------------------------------------- serve
+
+def add_serve_arguments(p) -> None:
+    p.add_argument("model", help="model directory")
+    g = p.add_argument_group("network")
+    g.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    g.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="default 8000")
+    g.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set BAICHUAN_API_KEY)")
+    g.add_argument("--name", help="model id in the API (default: the directory name)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-batch", type=bounded(int, 1), default=8, help="requests decoded together (KV cache rows)")
+    g.add_argument("--max-queue", type=bounded(int, 0), default=64, help="requests waiting beyond that; more get 503")
+    g.add_argument("--max-len", type=bounded(int, 2), help="context per request (default: the model's)")
+    p.add_argument("--compile", action="store_true", help="compile the decode step (CUDA graphs on GPUs); "
+                                                          "compiled before serving starts")
+    p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
+                                   "document search in the web chat")
+    _add_device(p)
+
+
+def run_serve(args) -> None:
+    from baichuan.infer.server import serve
+    serve(args.model, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("BAICHUAN_API_KEY"),
+          max_batch=args.max_batch, max_queue=args.max_queue, max_len=args.max_len, device=args.device,
+          dtype=args.dtype, model_name=args.name, index_dir=args.index, compile=args.compile)
+
+
+# ---------------------------------------------------------------------------------------- info
+
+def add_info_arguments(p) -> None:
+    p.add_argument("model", help="model directory")
+
+
+def run_info(args) -> None:
+    from baichuan.checkpoint import weight_files
+    from baichuan.config import load_config, load_generation_config
+    from baichuan.quant import read_quantization_config
+    if not Path(args.model).is_dir():
+        raise BaichuanError(f"{args.model}: not a model directory")
+    cfg = load_config(args.model)
+    files = weight_files(Path(args.model))
+    print(cfg.describe())
+    print(f"weights: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e9:.2f} GB")
+    qc = read_quantization_config(args.model)
+    if qc:
+        group = f", groups of {qc['group_size']}, {'symmetric' if qc['symmetric'] else 'asymmetric'}" \
+            if qc["bits"] == 4 else ""
+        print(f"quantized: int{qc['bits']} weight-only{group}; modules {', '.join(qc.get('modules') or [])}")
+    print(f"generation defaults: {load_generation_config(args.model).to_dict()}")
