@@ -27,9 +27,11 @@ GENERAL_SUBJECTS = ["computer_network", "college_economics", "high_school_histor
                     "middle_school_mathematics", "chinese_language_and_literature"]
 
 
-def _exam(model, tok, subjects, evaldata, limit) -> dict:
+def _exam(model_dir, subjects, evaldata, limit) -> dict:
     from baichuan.eval.command import evaluate
     from baichuan.eval.settings import EvalSettings
+    from baichuan.runtime import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(model_dir)
     res = evaluate(model, tok, ["ceval"], data_dir=evaldata, model_name="adapt",
                    settings=EvalSettings(subjects={"ceval": subjects}, limit_per_subject=limit, progress=False))
     return {s: r["acc"] for s, r in res["tasks"]["ceval"]["subjects"].items()}
@@ -38,9 +40,7 @@ def _exam(model, tok, subjects, evaldata, limit) -> dict:
 def adapt(init_from: str, domain: list[str], general: list[str], out: str, replay: float = 0.2,
           vertical: str = "medicine", evaldata: str | None = None, eval_limit: int | None = None,
           workers: int = 2, **train_options) -> dict:
-    from baichuan.checkpoint import load_pretrained
     from baichuan.data import pipeline
-    from baichuan.tokenizer import Tokenizer
     from baichuan.train.pretrain import TrainConfig, train
 
     if not 0 <= replay < 1:
@@ -64,15 +64,14 @@ def adapt(init_from: str, domain: list[str], general: list[str], out: str, repla
         print("note      no --evaldata: the before/after C-Eval comparison is skipped")
 
     subjects = DOMAIN_SUBJECTS[vertical] + GENERAL_SUBJECTS
-    tok = Tokenizer.load(init_from)
-    before = _exam(load_pretrained(init_from), tok, subjects, evaldata, eval_limit) if evaldata else None
+    before = _exam(init_from, subjects, evaldata, eval_limit) if evaldata else None
     cfg = TrainConfig(task="pretrain", init_from=init_from, data=str(out_dir / "data" / "tokens"),
                       out=str(out_dir / "train"), tokenizer=init_from, **train_options)
     result = train(cfg)
     summary = {"train": {k: result.get(k) for k in ("steps", "final_loss", "model_dir")},
                "mixture_rates": report["mixture_rates"]}
     if before is not None:
-        after = _exam(load_pretrained(result["model_dir"]), tok, subjects, evaldata, eval_limit)
+        after = _exam(result["model_dir"], subjects, evaldata, eval_limit)
         groups = {vertical: DOMAIN_SUBJECTS[vertical], "general": GENERAL_SUBJECTS}
         rows = []
         for name, members in groups.items():
