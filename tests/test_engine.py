@@ -129,7 +129,7 @@ def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
     assert got.dtype == torch.int32 and torch.equal(got, ints @ ints.t())
 
 
-@pytest.mark.parametrize("missing", ["torch._inductor.compile_fx", "torch._prims_common"])
+@pytest.mark.parametrize("missing", ["torch._inductor.compile_fx"])
 def test_cpu_engine_decodes_eager_when_torch_lacks_the_backend_internals(monkeypatch, missing):
     """A torch without an internal that decode_backend is built from: one warning, then every
     compile=True engine on a CPU decodes eager (column-major weights) and generates the same."""
@@ -152,6 +152,20 @@ def test_cpu_engine_decodes_eager_when_torch_lacks_the_backend_internals(monkeyp
         monkeypatch.undo()
         cpu._internals.cache_clear()
     assert cpu.decode_backend_available()
+
+
+def test_a_compiled_decode_step_is_served_from_inductors_cache_the_second_time():
+    """The CPU backend rewrites the graph instead of inductor's decomposition table (which has no
+    stable cache key), so a process that compiles a decode step compiled before reads it from
+    inductor's on-disk cache: about 15 s instead of 60 s for the 168M shape."""
+    from torch._dynamo.utils import counters
+    model = small_model("baichuan-7b")
+    for _ in range(2):
+        torch._dynamo.reset()
+        counters.clear()
+        engine = Engine(model, max_batch=1, max_len=64, compile=True)
+        engine.warm_up(greedy_only=True)
+    assert counters["inductor"]["fxgraph_cache_hit"] >= 1 and not counters["inductor"]["fxgraph_cache_bypass"]
 
 
 def _compiled_code(fn, *args) -> str:
