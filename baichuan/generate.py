@@ -17,23 +17,27 @@ from baichuan.model import Baichuan
 __all__ = ["SamplingParams", "generate", "generate_ids", "stream_text"]
 
 
-def generate_ids(model: Baichuan, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
-    """New token ids one at a time (EOS is not yielded), through a one-row engine."""
+def generate_ids(model: Baichuan, prompt_ids: list[int], params: SamplingParams,
+                 engine: Engine | None = None) -> Iterator[int]:
+    """New token ids one at a time (EOS is not yielded), through `engine`, or a one-row engine
+    made for this prompt (a session of many prompts keeps one engine, compiled once)."""
     if not prompt_ids:
         raise BaichuanError("the prompt is empty (0 tokens)")
     limit = model.cfg.max_len
     if len(prompt_ids) >= limit:
         raise BaichuanError(f"the prompt has {len(prompt_ids)} tokens; the model's context is {limit}")
-    engine = Engine(model, max_batch=1, max_len=min(limit, len(prompt_ids) + params.max_new_tokens + 1))
+    if engine is None:
+        engine = Engine(model, max_batch=1, max_len=min(limit, len(prompt_ids) + params.max_new_tokens + 1))
     yield from engine.generate(prompt_ids, params)
 
 
-def stream_text(model: Baichuan, tokenizer, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
+def stream_text(model: Baichuan, tokenizer, prompt_ids: list[int], params: SamplingParams,
+                engine: Engine | None = None) -> Iterator[str]:
     """Yield pieces of text as tokens arrive (infer/textstream.py: multi-token characters and the
     tokenizer's spacing come out right, and a tail that could still become a stop string is held
     back); generation ends at a stop string, which is not part of the text."""
     text = TextStream(tokenizer, params.stop)
-    gen = generate_ids(model, prompt_ids, params)
+    gen = generate_ids(model, prompt_ids, params, engine)
     for t in gen:
         delta = text.add(t)
         if delta:

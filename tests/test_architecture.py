@@ -18,7 +18,7 @@ ALLOWED = {
     "hf": set(),  # copied into model directories: imports nothing of ours
     "templates": {"errors", "tokenizer"},
     "tokenizer": {"config", "errors", "hf", "templates", "data.writers"},
-    "runtime": {"errors", "checkpoint", "tokenizer"},
+    "runtime": {"errors", "checkpoint", "tokenizer", "infer"},  # infer: whether its CPU compile backend is there
     "checkpoint": {"config", "errors", "hf", "model", "runtime", "data.writers", "quant"},  # quant: int8/int4 dirs
     "data": {"errors", "corpus", "tokenizer", "eval"},  # eval: `tokenizer report` reuses its report
     "quant": SHARED,

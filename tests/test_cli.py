@@ -68,22 +68,30 @@ def test_generate_and_info_on_a_model_directory(tiny_model_dir, capsys):
     assert code == 0 and "rope" in out and "generation defaults" in out
 
 
-def test_chat_answers_each_turn(tiny_model_dir, capsys, monkeypatch):
-    code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "6", "--greedy"], capsys,
-                         stdin="你好\nhow are you?\n/exit\n", monkeypatch=monkeypatch)
-    assert code == 0, err
-    assert len(out.splitlines()) == 2
+def test_chat_answers_each_turn_compiled_by_default_on_a_cpu(tiny_model_dir, capsys, monkeypatch):
+    """A small model on a CPU chats through one compiled engine for the whole session (the
+    runtime's choice), and its greedy replies are the eager engine's."""
+    from baichuan.runtime import compile_decode, load_model_and_tokenizer
+    assert compile_decode(load_model_and_tokenizer(tiny_model_dir, "cpu")[0])
+    replies = []
+    for flags in ([], ["--no-compile"]):
+        code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "6", "--greedy", *flags], capsys,
+                             stdin="你好\nhow are you?\n/exit\n", monkeypatch=monkeypatch)
+        assert code == 0, err
+        assert len(out.splitlines()) == 2
+        replies.append(out)
+    assert replies[0] == replies[1]
 
 
 def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch):
     """The released builders cut a prompt from the left, which could drop the question itself. A
     message that does not fit before --max-new-tokens is refused and the session goes on; without
     --max-new-tokens a long message takes room from the reply instead."""
-    code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "240", "--greedy"], capsys,
+    code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "240", "--greedy", "--no-compile"], capsys,
                          stdin="很长的问题" * 10 + "\n你好\n/exit\n", monkeypatch=monkeypatch)
     assert code == 0 and "the message was not sent" in err and "240" in err
     assert out.count("\n") == 1                                      # the short one was answered
-    code, out, err = run(["chat", str(tiny_model_dir), "--greedy"], capsys,
+    code, out, err = run(["chat", str(tiny_model_dir), "--greedy", "--no-compile"], capsys,
                          stdin="很长的问题" * 35 + "\n/exit\n", monkeypatch=monkeypatch)
     assert code == 0 and out.count("\n") == 1 and not err, err         # ~180 of 256 tokens: answered
     code, _, err = run(["chat", str(tiny_model_dir), "--system", "be brief", "--template", "baichuan"], capsys,
@@ -200,7 +208,7 @@ def test_chat_default_length_fits_a_short_context(tiny_model_dir, tmp_path, caps
     assert gen["max_new_tokens"] == min(2048, max_len // 2) < 2048
     model = shutil.copytree(tiny_model_dir, tmp_path / "m")
     (model / "generation_config.json").write_text(json.dumps({**gen, "max_new_tokens": 2048}))
-    code, out, err = run(["chat", str(model), "--greedy"], capsys, stdin="你好\n/exit\n", monkeypatch=monkeypatch)
+    code, out, err = run(["chat", str(model), "--greedy", "--no-compile"], capsys, stdin="你好\n/exit\n", monkeypatch=monkeypatch)
     assert code == 0, err
     assert out.count("\n") == 1  # one reply (random text may hold other line-breaking characters)
 

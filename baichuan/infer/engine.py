@@ -252,17 +252,20 @@ class Engine:
         return carrier
 
     @torch.inference_mode()
-    def warm_up(self, greedy_only: bool = False) -> None:
+    def warm_up(self, greedy_only: bool = False, only: SamplingParams | None = None) -> None:
         """Compile the decode step for every row count and sampling kind it will run with (only
-        greedy without repetition penalty when `greedy_only`), and run it at every span, so no
-        request waits for it. CUDA graphs are recorded per span on a function's second call and
+        greedy without repetition penalty when `greedy_only`; only the kind `only` decodes with,
+        when given), and run it at every span, so no request waits for it. CUDA graphs are recorded per span on a function's second call and
         replayed from the third: each variant is called three times."""
         if not self.compiled:
             return
         calls = 3 if self.device.type == "cuda" else 1
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
-            kinds = ((None, False),) if greedy_only else \
-                ((None, False), (None, True), (torch.zeros(rows, device=self.device), True))
+            kinds = ((None, False), (None, True), (torch.zeros(rows, device=self.device), True))
+            if greedy_only:
+                kinds = kinds[:1]
+            elif only is not None:  # as `_draws` makes them for a batch of such requests
+                kinds = kinds[2:] if only.do_sample else kinds[1:2] if only.repetition_penalty != 1.0 else kinds[:1]
             for uniform, penalty in kinds:
                 for span in self._spans():
                     for _ in range(calls):
