@@ -41,7 +41,7 @@ def _sampling(args, tok, room: int | None = None):
     from baichuan.infer.sampling import SamplingParams
     gen = load_generation_config(args.model)
     return SamplingParams.from_request(
-        gen, tuple(dict.fromkeys((gen.eos_token_id, *tok.stop_ids))), max_new_tokens=args.max_new_tokens, room=room,
+        gen, tok.stop_ids, max_new_tokens=args.max_new_tokens, room=room,
         temperature=0.0 if args.greedy else args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed)
 

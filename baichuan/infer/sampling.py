@@ -29,22 +29,15 @@ class SamplingParams:
     seed: int | None = None
 
     @classmethod
-    def from_generation_config(cls, g: GenerationConfig, **overrides) -> "SamplingParams":
-        base = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
-                    top_k=g.top_k, top_p=g.top_p, repetition_penalty=g.repetition_penalty,
-                    eos_token_ids=(g.eos_token_id,))
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
-
-    @classmethod
-    def from_request(cls, g: GenerationConfig, eos_token_ids: tuple[int, ...], *, max_new_tokens: int | None = None,
+    def from_request(cls, g: GenerationConfig, stop_ids: tuple[int, ...] = (), *, max_new_tokens: int | None = None,
                      room: int | None = None, temperature: float | None = None, top_k: int | None = None,
                      top_p: float | None = None, repetition_penalty: float | None = None,
                      stop: list[str] | None = None, seed: int | None = None) -> "SamplingParams":
-        """What a request (an API body or a command line) asks for, over the model's
-        generation_config.json. The one rule for both: temperature 0 is greedy, a positive one
-        samples, none keeps the model's choice; top-k/top-p default to the model's when it
-        samples and are off otherwise. Without max_new_tokens: the model's, at most `room`."""
+        """What a request (an API body, a command line) asks for, over the model's
+        generation_config.json: the one rule for the server, chat, generate and ask. Temperature
+        0 is greedy, a positive one samples, none keeps the model's choice; top-k/top-p default to
+        the model's when it samples and are off otherwise. Without max_new_tokens: the model's,
+        at most `room`. Generation ends at the config's EOS or one of the tokenizer's `stop_ids`."""
         if temperature is None:
             temperature = g.temperature if g.do_sample else 0.0
         sample = temperature > 0
@@ -54,7 +47,7 @@ class SamplingParams:
                    top_k=top_k if top_k is not None else g.top_k if g.do_sample else 0,
                    top_p=top_p if top_p is not None else g.top_p if g.do_sample else 1.0,
                    repetition_penalty=repetition_penalty if repetition_penalty is not None else g.repetition_penalty,
-                   stop=list(stop or []), eos_token_ids=tuple(eos_token_ids), seed=seed)
+                   stop=list(stop or []), eos_token_ids=tuple(dict.fromkeys((g.eos_token_id, *stop_ids))), seed=seed)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:

@@ -103,6 +103,6 @@ def _load(args):
     from baichuan.runtime import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
     # answers from passages: greedy, with the model's own repetition penalty
-    params = SamplingParams.from_generation_config(load_generation_config(args.model), do_sample=False,
-                                                   max_new_tokens=args.max_new_tokens)
+    params = SamplingParams.from_request(load_generation_config(args.model), tok.stop_ids, temperature=0.0,
+                                         max_new_tokens=args.max_new_tokens)
     return model, tok, params
