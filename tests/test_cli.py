@@ -169,7 +169,7 @@ def test_the_command_line_and_the_server_read_sampling_settings_alike(tiny_model
 
     from baichuan.config import load_generation_config
     from baichuan.infer import command
-    from baichuan.infer.server import ServerConfig, sampling_from
+    from baichuan.infer.openai_request import sampling_from
     from baichuan.tokenizer import Tokenizer
     tok = Tokenizer.load(tiny_model_dir)
     gen = load_generation_config(tiny_model_dir)
@@ -182,7 +182,7 @@ def test_the_command_line_and_the_server_read_sampling_settings_alike(tiny_model
     for body, flags in cases:
         args = parser.parse_args([str(tiny_model_dir), "x", *flags])
         ours = command._sampling(args, tok)
-        served = sampling_from(body, gen, ServerConfig(max_new_tokens=gen.max_new_tokens), tok.stop_ids, 1 << 20)
+        served = sampling_from(body, gen, gen.max_new_tokens, tok.stop_ids, 1 << 20)
         assert ours == served, (body, ours, served)
     sampled = command._sampling(parser.parse_args([str(tiny_model_dir), "x", "--temperature", "0.7"]), tok)
     assert sampled.do_sample and sampled.temperature == 0.7

@@ -108,6 +108,31 @@ def test_streaming_matches_non_streaming(server):
     assert all(ch.usage is None for ch in counted[:-1])
 
 
+def test_n_choices_stream_and_whole_alike_and_seeds_repeat(server):
+    """n choices: greedy ones are all the single reply; seeded sampled ones differ from each other,
+    repeat on every run and stream the same text as they return whole; usage counts the prompt
+    once and every choice's tokens."""
+    c = client(server)
+    msgs = [{"role": "user", "content": "你好"}]
+    one = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=8)
+    three = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, n=3)
+    assert [ch.index for ch in three.choices] == [0, 1, 2]
+    assert {ch.message.content for ch in three.choices} == {one.choices[0].message.content}
+    assert three.usage.prompt_tokens == one.usage.prompt_tokens
+    assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
+    sampled = dict(model="tiny", messages=msgs, max_tokens=12, n=4, temperature=1.5, seed=11)
+    a = [ch.message.content for ch in c.chat.completions.create(**sampled).choices]
+    assert a == [ch.message.content for ch in c.chat.completions.create(**sampled).choices]
+    assert len(set(a)) > 1
+    texts = ["", "", "", ""]
+    for chunk in c.chat.completions.create(**sampled, stream=True):
+        for ch in chunk.choices:
+            texts[ch.index] += ch.delta.content or ""
+    assert texts == a
+    done = c.completions.create(model="tiny", prompt="子曰：", max_tokens=5, n=2, temperature=1.5, seed=3)
+    assert [ch.index for ch in done.choices] == [0, 1] and 2 <= done.usage.completion_tokens <= 10
+
+
 def test_stop_strings(server):
     c = client(server)
     full = c.completions.create(model="tiny", prompt="To be", max_tokens=20).choices[0].text
@@ -131,7 +156,8 @@ def test_validation_errors_say_what_is_wrong(server):
         (json.dumps({**ok, "max_tokens": 100000}), 400, "'max_tokens' must be between"),
         (json.dumps({**ok, "max_tokens": 60, "messages": [{"role": "user", "content": "很长的问题" * 200}]}), 400,
          "available"),
-        (json.dumps({**ok, "n": 3}), 400, "n=1"),
+        (json.dumps({**ok, "n": 9}), 400, "'n' must be between 1 and 8"),
+        (json.dumps({**ok, "n": 0}), 400, "'n' must be between 1 and 8"),
         (json.dumps({**ok, "stream": True, "stream_options": "yes"}), 400, "'stream_options' must be an object"),
     ]
     before = server.cfg.stats["requests"]

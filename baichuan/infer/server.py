@@ -5,7 +5,10 @@
     POST /v1/ask                (with --index: answers from documents with citations; stream or not)
     GET  /v1/models, /health, /metrics (Prometheus text), /  (the chat page)
 
-The server only translates HTTP to engine calls. Every request is bounded: body size, prompt and
+The server only translates HTTP to engine calls: openai_request.py reads a body (prompt, sampling
+settings, `n` choices, each field checked), openai_response.py writes the answers. `n` choices are
+`n` engine requests (seeded ones with seed, seed + 1, ...), merged into one stream or body.
+Every request is bounded: body size, prompt and
 new tokens against the context, and the number of requests in the house (a full house answers
 503). A client that goes away cancels its request. Binds 127.0.0.1 unless told otherwise; with an
 API key, every /v1 call needs `Authorization: Bearer KEY`.
@@ -22,10 +25,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from baichuan.errors import BaichuanError
+from baichuan.infer import openai_response as response
 from baichuan.infer.engine import Engine
+from baichuan.infer.openai_request import (ApiError, _number, asked_max_tokens, chat_prompt, choice_count,
+                                           choice_params, completion_prompt, sampling_from)
 from baichuan.infer.sampling import SamplingParams
 from baichuan.infer.textstream import TextStream
-from baichuan.tokenizer import ContextTooLong, chat_template_for, fit_chat
 
 WEB_PAGE = Path(__file__).parent / "web" / "chat.html"
 
@@ -50,80 +55,40 @@ def sse(event: dict | None) -> str:
     return f"data: {'[DONE]' if event is None else json.dumps(event, ensure_ascii=False)}\n\n"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-
-
-# ------------------------------------------------------------------------------ validation
-
-def _number(body: dict, name: str, kind, lo, hi, default):
-    v = body.get(name)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
-        raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", param=name)
-    if not lo <= v <= hi:
-        raise ApiError(400, f"'{name}' must be between {lo} and {hi}, got {v}", param=name)
-    return kind(v)
-
-
-def asked_max_tokens(body: dict):
-    return body.get("max_tokens", body.get("max_completion_tokens"))
-
-
-def sampling_from(body: dict, gen_defaults, cfg: ServerConfig, stop_ids: tuple[int, ...],
-                  max_len: int) -> SamplingParams:
-    """A request's sampling settings. Without max_tokens: the model's default (Baichuan 2's 2048),
-    at most half the context, so a model with a short context still takes a prompt."""
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 4:
-        raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
-    if body.get("n") not in (None, 1):
-        raise ApiError(400, "only n=1 is supported", param="n")
-    return SamplingParams.from_request(
-        gen_defaults, stop_ids, room=min(cfg.max_new_tokens, max(1, max_len // 2)),
-        max_new_tokens=_number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, cfg.max_new_tokens, None),
-        temperature=_number(body, "temperature", float, 0, 2, None),
-        top_p=_number(body, "top_p", float, 1e-6, 1, None), top_k=_number(body, "top_k", int, 0, 1 << 20, None),
-        repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, None),
-        stop=stop, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
-
-
-def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
-    """The prompt's ids and the reply's token budget: `max_new`, or, when the client did not ask
-    for a length (`asked` False), less if the newest turn needs the room."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty list", param="messages")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise ApiError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise ApiError(400, f"messages[{i}]: content must be a string", param="messages")
-        clean.append({"role": m["role"], "content": content})
-    if clean[-1]["role"] == "system" or not any(m["role"] == "user" for m in clean):
-        raise ApiError(400, "messages need at least one user message", param="messages")
-    try:
-        return fit_chat(tok, clean, chat_template_for(tok), max_new, max_len, shrink=not asked, length_name="max_tokens")
-    except ContextTooLong as e:
-        raise ApiError(400, str(e), param=e.field, code="context_length_exceeded") from None
-    except BaichuanError as e:
-        raise ApiError(400, str(e), param="messages") from None
-
-
 # ---------------------------------------------------------------------------------- the app
+
+async def merge(streams):
+    """(i, item) from every async generator of `streams`, as each item arrives. A failure in one
+    (a client gone, an engine error) is raised here, and the others are closed, which cancels
+    their requests."""
+    queue: asyncio.Queue = asyncio.Queue()
+    ended = object()
+
+    async def drain(i, stream):
+        try:
+            async for item in stream:
+                queue.put_nowait((i, item))
+            queue.put_nowait((i, ended))
+        except BaseException as e:  # CancelledError too: the consumer must hear of it
+            queue.put_nowait((i, e))
+            raise
+
+    tasks = [asyncio.create_task(drain(i, stream)) for i, stream in enumerate(streams)]
+    try:
+        left = len(tasks)
+        while left:
+            i, item = await queue.get()
+            if item is ended:
+                left -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
 
 class Relay:
     """Hands tokens from the engine thread to the event loop's per-request queues with one
@@ -247,6 +212,18 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                 raise ApiError(400, str(e)) from None
         return req, queue
 
+    def admit_all(prompt: list[int], choices: list[SamplingParams], loop) -> list[tuple]:
+        """(request, queue, parameters) of each choice, all admitted or none."""
+        runs = []
+        try:
+            for params in choices:
+                runs.append((*admit(prompt, params, loop), params))
+        except ApiError:
+            for req, _, _ in runs:
+                engine.cancel(req)
+            raise
+        return runs
+
     async def pieces(request: Request, req, queue, params: SamplingParams):
         """Text deltas as tokens arrive (decoded incrementally, stop strings honored), then the
         finish reason. Cancels the request if the client disconnects."""
@@ -300,66 +277,44 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             stats["completion_tokens"] += len(text.ids)
         yield "", finish
 
-    def usage(prompt, req):
-        n = len(req.tokens)
-        return {"prompt_tokens": len(prompt), "completion_tokens": n, "total_tokens": len(prompt) + n}
-
     async def complete(request: Request, chat: bool):
         body = await read_body(request)
-        params = sampling_from(body, gen_defaults, cfg, tokenizer.stop_ids, max_len)
+        params = sampling_from(body, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids, max_len)
+        n = choice_count(body)
         if chat:
             prompt, max_new = chat_prompt(tokenizer, body, params.max_new_tokens, max_len,
                                           asked=asked_max_tokens(body) is not None)
             params = replace(params, max_new_tokens=max_new)
         else:
-            text = body.get("prompt")
-            if isinstance(text, list) and len(text) == 1 and isinstance(text[0], (str, list)):
-                text = text[0]
-            if isinstance(text, list) and text and all(isinstance(t, int) and not isinstance(t, bool) for t in text):
-                prompt = text  # token ids, as the OpenAI API allows
-            elif isinstance(text, str) and text:
-                prompt = tokenizer.encode_prompt(text)  # BOS first where the tokenizer asks (LLaMA)
-            else:
-                raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
+            prompt = completion_prompt(tokenizer, body)
             if asked_max_tokens(body) is None and len(prompt) < max_len:
                 # no max_tokens asked for: a long prompt gets what is left of the context
                 params = replace(params, max_new_tokens=min(params.max_new_tokens, max_len - len(prompt)))
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):  # checked before admit: a refused request must not run
             raise ApiError(400, "'stream_options' must be an object", param="stream_options")
-        req, queue = admit(prompt, params, asyncio.get_running_loop())
-        rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
-        created = int(time.time())
-        head = {"id": rid, "created": created, "model": cfg.model_name}
+        runs = admit_all(prompt, choice_params(params, n), asyncio.get_running_loop())
+        top = response.head(chat, cfg.model_name)
+        choices = merge([pieces(request, req, queue, p) for req, queue, p in runs])
 
-        def chunk(delta: str, finish, first=False):
-            if chat:
-                d = {"role": "assistant", "content": delta} if first else ({"content": delta} if delta else {})
-                return {**head, "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
-            return {**head, "object": "text_completion",
-                    "choices": [{"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}]}
+        def counts():
+            return response.usage(prompt, [len(req.tokens) for req, _, _ in runs])
 
         if body.get("stream"):
             async def events():
-                first = True
-                async for delta, finish in pieces(request, req, queue, params):
-                    if delta or finish or first:
-                        yield chunk(delta, finish, first)
-                        first = False
-                if options.get("include_usage"):  # OpenAI's last chunk: no choices, the request's usage
-                    yield {**chunk("", None), "choices": [], "usage": usage(prompt, req)}
+                first = [True] * n
+                async for i, (delta, finish) in choices:
+                    if delta or finish or first[i]:
+                        yield response.chunk(top, chat, i, delta, finish, first[i])
+                        first[i] = False
+                if options.get("include_usage"):
+                    yield response.usage_chunk(top, chat, counts())
             return event_stream(events())
-        text, finish = [], "stop"
-        async for delta, fin in pieces(request, req, queue, params):
-            text.append(delta)
-            finish = fin or finish
-        content = "".join(text)
-        if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
-            return {**head, "object": "chat.completion", "choices": [choice], "usage": usage(prompt, req)}
-        choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": finish}
-        return {**head, "object": "text_completion", "choices": [choice], "usage": usage(prompt, req)}
+        texts, finishes = [[] for _ in range(n)], ["stop"] * n
+        async for i, (delta, finish) in choices:
+            texts[i].append(delta)
+            finishes[i] = finish or finishes[i]
+        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts())
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -387,7 +342,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise ApiError(400, f"'question' is {len(question)} characters; the limit is {cfg.max_question_chars}",
                            param="question", code="context_length_exceeded")
         top_k = _number(body, "passages", int, 1, 20, 5)
-        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg, tokenizer.stop_ids, max_len)
+        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids, max_len)
         try:
             prepared = await asyncio.to_thread(prepare, question, index, tokenizer, top_k=top_k,
                                                max_new_tokens=params.max_new_tokens, max_len=max_len)

@@ -1,0 +1,110 @@
+"""An OpenAI request body -> what the engine runs: the prompt's ids, the sampling parameters
+and how many choices. Every field is checked here, before any generation, and a bad one is an
+`ApiError` (OpenAI's error shape, naming the field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from baichuan.errors import BaichuanError
+from baichuan.infer.sampling import SamplingParams
+from baichuan.tokenizer import ContextTooLong, chat_template_for, fit_chat
+
+MAX_CHOICES = 8  # `n`: each choice is a request of its own in the engine
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+# ------------------------------------------------------------------------------ validation
+
+def _number(body: dict, name: str, kind, lo, hi, default):
+    v = body.get(name)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
+        raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", param=name)
+    if not lo <= v <= hi:
+        raise ApiError(400, f"'{name}' must be between {lo} and {hi}, got {v}", param=name)
+    return kind(v)
+
+
+def asked_max_tokens(body: dict):
+    return body.get("max_tokens", body.get("max_completion_tokens"))
+
+
+def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...], max_len: int) -> SamplingParams:
+    """A request's sampling settings; `limit` is the server's most new tokens per request.
+    Without max_tokens: the model's default (Baichuan 2's 2048), at most half the context, so a
+    model with a short context still takes a prompt."""
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 4:
+        raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
+    return SamplingParams.from_request(
+        gen_defaults, stop_ids, room=min(limit, max(1, max_len // 2)),
+        max_new_tokens=_number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, limit, None),
+        temperature=_number(body, "temperature", float, 0, 2, None),
+        top_p=_number(body, "top_p", float, 1e-6, 1, None), top_k=_number(body, "top_k", int, 0, 1 << 20, None),
+        repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, None),
+        stop=stop, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
+
+
+def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
+    """The prompt's ids and the reply's token budget: `max_new`, or, when the client did not ask
+    for a length (`asked` False), less if the newest turn needs the room."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list", param="messages")
+    clean = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise ApiError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
+        content = m.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise ApiError(400, f"messages[{i}]: content must be a string", param="messages")
+        clean.append({"role": m["role"], "content": content})
+    if clean[-1]["role"] == "system" or not any(m["role"] == "user" for m in clean):
+        raise ApiError(400, "messages need at least one user message", param="messages")
+    try:
+        return fit_chat(tok, clean, chat_template_for(tok), max_new, max_len, shrink=not asked, length_name="max_tokens")
+    except ContextTooLong as e:
+        raise ApiError(400, str(e), param=e.field, code="context_length_exceeded") from None
+    except BaichuanError as e:
+        raise ApiError(400, str(e), param="messages") from None
+
+
+def completion_prompt(tok, body: dict) -> list[int]:
+    """/v1/completions' `prompt`: a string, or token ids as the OpenAI API allows (a list of one
+    of either is taken too)."""
+    text = body.get("prompt")
+    if isinstance(text, list) and len(text) == 1 and isinstance(text[0], (str, list)):
+        text = text[0]
+    if isinstance(text, list) and text and all(isinstance(t, int) and not isinstance(t, bool) for t in text):
+        return text
+    if isinstance(text, str) and text:
+        return tok.encode_prompt(text)  # BOS first where the tokenizer asks (LLaMA)
+    raise ApiError(400, "'prompt' must be a non-empty string or list of token ids", param="prompt")
+
+
+def choice_count(body: dict) -> int:
+    return _number(body, "n", int, 1, MAX_CHOICES, 1)
+
+
+def choice_params(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """The parameters of each of `n` choices: with a seed, choice i samples with seed + i, so each
+    choice differs from the others and is the same on every run."""
+    if params.seed is None or n == 1:
+        return [params] * n
+    return [replace(params, seed=(params.seed + i) % 2 ** 63) for i in range(n)]
