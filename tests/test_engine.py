@@ -213,6 +213,36 @@ def test_seeded_sampling_does_not_depend_on_the_batch(compile):
     assert mine.tokens == alone and len(set(tuple(o.tokens) for o in others)) > 1
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_presence_frequency_penalties_and_logit_bias_follow_openais_formula(compile):
+    """Greedy decoding with OpenAI's penalties and a logit bias equals the formula applied by hand
+    to the full forward's logits at every step: logit - presence * [count > 0] - frequency * count
+    + bias, counts over the generated tokens only; alone and beside other requests."""
+    model = small_model("baichuan-7b")
+    prompt = [5, 17, 99, 5]
+    params = SamplingParams(max_new_tokens=12, presence_penalty=0.7, frequency_penalty=1.3,
+                            logit_bias={7: 4.0, 17: -100.0}, **NO_EOS)
+    ids, counts = list(prompt), torch.zeros(model.cfg.vocab_size)
+    with torch.no_grad():
+        for _ in range(params.max_new_tokens):
+            logits = model(torch.tensor([ids]))[0, -1].float()
+            logits = logits - 0.7 * (counts > 0) - 1.3 * counts
+            logits[7] += 4.0
+            logits[17] -= 100.0
+            token = int(logits.argmax())
+            ids.append(token)
+            counts[token] += 1
+    want = ids[len(prompt):]
+    plain = list(generate_ids(model, prompt, SamplingParams(max_new_tokens=12, **NO_EOS)))
+    assert want != plain and 17 not in want  # the adjustments change this output
+    engine = Engine(model, max_batch=3, max_len=32, compile=compile)
+    other = engine.submit([9, 9, 9], SamplingParams(max_new_tokens=12, **NO_EOS))
+    mine = engine.submit(prompt, params)
+    while not (mine.done and other.done):
+        engine.step()
+    assert mine.tokens == want and other.tokens == list(generate_ids(model, [9, 9, 9], other.params))
+
+
 def test_eos_cancel_and_row_end():
     model = small_model("baichuan-7b")
     free = list(generate_ids(model, [3, 4], SamplingParams(max_new_tokens=10, **NO_EOS)))

@@ -133,6 +133,21 @@ def test_n_choices_stream_and_whole_alike_and_seeds_repeat(server):
     assert [ch.index for ch in done.choices] == [0, 1] and 2 <= done.usage.completion_tokens <= 10
 
 
+def test_logit_bias_steers_the_reply(server):
+    """A +100 bias makes a token every greedy choice; a -100 one keeps it out."""
+    c = client(server)
+    msgs = [{"role": "user", "content": "你好"}]
+    token = server.tok.encode("好")[-1]
+    forced = c.completions.create(model="tiny", prompt="子曰：", max_tokens=4, logit_bias={str(token): 100})
+    assert server.tok.encode(forced.choices[0].text) == [token] * 4 or forced.choices[0].text == "好" * 4
+    plain = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=6).choices[0].message.content
+    first = server.tok.encode(plain)[0] if plain else None
+    if first is not None:
+        banned = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=6,
+                                           logit_bias={str(first): -100}).choices[0].message.content
+        assert not banned.startswith(server.tok.decode([first]))
+
+
 def test_stop_strings(server):
     c = client(server)
     full = c.completions.create(model="tiny", prompt="To be", max_tokens=20).choices[0].text
@@ -157,6 +172,12 @@ def test_validation_errors_say_what_is_wrong(server):
         (json.dumps({**ok, "max_tokens": 60, "messages": [{"role": "user", "content": "很长的问题" * 200}]}), 400,
          "available"),
         (json.dumps({**ok, "n": 9}), 400, "'n' must be between 1 and 8"),
+        (json.dumps({**ok, "presence_penalty": 3}), 400, "'presence_penalty' must be between -2 and 2"),
+        (json.dumps({**ok, "frequency_penalty": "a"}), 400, "'frequency_penalty' must be a number"),
+        (json.dumps({**ok, "logit_bias": {"x": 1}}), 400, "'logit_bias': 'x' is not a token id"),
+        (json.dumps({**ok, "logit_bias": {"99999999": 1}}), 400, "is not a token id of this model"),
+        (json.dumps({**ok, "logit_bias": {"5": 101}}), 400, "must be a number from -100 to 100"),
+        (json.dumps({**ok, "logit_bias": [1]}), 400, "'logit_bias' must be an object"),
         (json.dumps({**ok, "n": 0}), 400, "'n' must be between 1 and 8"),
         (json.dumps({**ok, "stream": True, "stream_options": "yes"}), 400, "'stream_options' must be an object"),
     ]

@@ -265,7 +265,7 @@ class Engine:
             if greedy_only:
                 kinds = kinds[:1]
             elif only is not None:  # as `_draws` makes them for a batch of such requests
-                kinds = kinds[2:] if only.do_sample else kinds[1:2] if only.repetition_penalty != 1.0 else kinds[:1]
+                kinds = kinds[2:] if only.do_sample else kinds[1:2] if only.adjusts_logits else kinds[:1]
             for uniform, penalty in kinds:
                 for span in self._spans():
                     for _ in range(calls):
@@ -282,7 +282,7 @@ class Engine:
         state = self.sampler.rows(0, rows)
         tokens = sample(logits, state, uniform, penalty)
         last[:rows] = tokens
-        state.seen[torch.arange(rows, device=tokens.device), tokens] = True
+        state.record(torch.arange(rows, device=tokens.device), tokens)
         return tokens
 
     def _prefill(self, reqs: list[Request], events) -> None:
@@ -308,7 +308,7 @@ class Engine:
         for i, req in enumerate(reqs):
             token = int(self._sample(logits[i:i + 1], req.slot, req.slot + 1)[0])
             self.last[req.slot] = token
-            self.sampler.seen[req.slot, token] = True
+            self.sampler.record(req.slot, token)  # Python ints: no copy to the device
             self._emit(req, token, events)
 
     def _draws(self, lo: int, hi: int) -> tuple[torch.Tensor | None, bool]:
@@ -316,7 +316,7 @@ class Engine:
         repetition penalty). Draws come from each request's own generator, so a seeded request
         samples the same tokens whatever else is in the batch."""
         reqs = self.slots[lo:hi]
-        penalty = any(r is not None and r.params.repetition_penalty != 1.0 for r in reqs)
+        penalty = any(r is not None and r.params.adjusts_logits for r in reqs)
         if all(r is None or not r.params.do_sample for r in reqs):
             return None, penalty
         uniform = torch.empty(hi - lo)

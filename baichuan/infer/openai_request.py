@@ -12,6 +12,7 @@ from baichuan.infer.sampling import SamplingParams
 from baichuan.tokenizer import ContextTooLong, chat_template_for, fit_chat
 
 MAX_CHOICES = 8  # `n`: each choice is a request of its own in the engine
+MAX_BIASED = 1024  # `logit_bias` entries
 
 
 class ApiError(Exception):
@@ -41,8 +42,29 @@ def asked_max_tokens(body: dict):
     return body.get("max_tokens", body.get("max_completion_tokens"))
 
 
-def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...], max_len: int) -> SamplingParams:
-    """A request's sampling settings; `limit` is the server's most new tokens per request.
+def logit_bias_from(body: dict, vocab: int) -> dict[int, float]:
+    """OpenAI's `logit_bias`: {"token id": bias in [-100, 100]}, ids in the model's vocabulary."""
+    bias = body.get("logit_bias")
+    if bias is None:
+        return {}
+    if not isinstance(bias, dict) or len(bias) > MAX_BIASED:
+        raise ApiError(400, f"'logit_bias' must be an object of at most {MAX_BIASED} token ids", param="logit_bias")
+    out = {}
+    for key, value in bias.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) < vocab):
+            raise ApiError(400, f"'logit_bias': {key!r} is not a token id of this model (0 to {vocab - 1})",
+                           param="logit_bias")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100 <= value <= 100:
+            raise ApiError(400, f"'logit_bias': the bias of token {key} must be a number from -100 to 100",
+                           param="logit_bias")
+        out[int(key)] = float(value)
+    return out
+
+
+def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...], max_len: int,
+                  vocab: int = 0) -> SamplingParams:
+    """A request's sampling settings; `limit` is the server's most new tokens per request and
+    `vocab` the model's vocabulary, which `logit_bias` ids must be in.
     Without max_tokens: the model's default (Baichuan 2's 2048), at most half the context, so a
     model with a short context still takes a prompt."""
     stop = body.get("stop") or []
@@ -56,7 +78,9 @@ def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...
         temperature=_number(body, "temperature", float, 0, 2, None),
         top_p=_number(body, "top_p", float, 1e-6, 1, None), top_k=_number(body, "top_k", int, 0, 1 << 20, None),
         repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, None),
-        stop=stop, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
+        presence_penalty=_number(body, "presence_penalty", float, -2, 2, None),
+        frequency_penalty=_number(body, "frequency_penalty", float, -2, 2, None),
+        logit_bias=logit_bias_from(body, vocab), stop=stop, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
 def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:

@@ -24,6 +24,9 @@ class SamplingParams:
     top_k: int = 0                  # 0 = off
     top_p: float = 1.0              # 1.0 = off
     repetition_penalty: float = 1.0  # 1.0 = off
+    presence_penalty: float = 0.0   # OpenAI's: subtracted once from each token generated so far
+    frequency_penalty: float = 0.0  # OpenAI's: subtracted per time each token was generated
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     stop: list[str] = field(default_factory=list)
     eos_token_ids: tuple[int, ...] = (2,)
     seed: int | None = None
@@ -32,7 +35,9 @@ class SamplingParams:
     def from_request(cls, g: GenerationConfig, stop_ids: tuple[int, ...] = (), *, max_new_tokens: int | None = None,
                      room: int | None = None, temperature: float | None = None, top_k: int | None = None,
                      top_p: float | None = None, repetition_penalty: float | None = None,
-                     stop: list[str] | None = None, seed: int | None = None) -> "SamplingParams":
+                     presence_penalty: float | None = None, frequency_penalty: float | None = None,
+                     logit_bias: dict[int, float] | None = None, stop: list[str] | None = None,
+                     seed: int | None = None) -> "SamplingParams":
         """What a request (an API body, a command line) asks for, over the model's
         generation_config.json: the one rule for the server, chat, generate and ask. Temperature
         0 is greedy, a positive one samples, none keeps the model's choice; top-k/top-p default to
@@ -47,7 +52,8 @@ class SamplingParams:
                    top_k=top_k if top_k is not None else g.top_k if g.do_sample else 0,
                    top_p=top_p if top_p is not None else g.top_p if g.do_sample else 1.0,
                    repetition_penalty=repetition_penalty if repetition_penalty is not None else g.repetition_penalty,
-                   stop=list(stop or []), eos_token_ids=tuple(dict.fromkeys((g.eos_token_id, *stop_ids))), seed=seed)
+                   presence_penalty=presence_penalty or 0.0, frequency_penalty=frequency_penalty or 0.0,
+                   logit_bias=dict(logit_bias or {}), stop=list(stop or []), eos_token_ids=tuple(dict.fromkeys((g.eos_token_id, *stop_ids))), seed=seed)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -61,6 +67,12 @@ class SamplingParams:
         if self.repetition_penalty <= 0:
             raise BaichuanError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
+    @property
+    def adjusts_logits(self) -> bool:
+        """Whether anything changes the logits before the argmax or the draw."""
+        return (self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+                or bool(self.logit_bias))
+
 
 class SamplerState:
     """Per-row settings and history, as device tensors, for `rows` cache rows over `vocab` ids."""
@@ -72,6 +84,10 @@ class SamplerState:
         self.penalty = torch.ones(rows, device=device)
         self.greedy = torch.ones(rows, dtype=torch.bool, device=device)
         self.seen = torch.zeros(rows, vocab, dtype=torch.bool, device=device)  # for the repetition penalty
+        self.presence = torch.zeros(rows, device=device)
+        self.frequency = torch.zeros(rows, device=device)
+        self.counts = torch.zeros(rows, vocab, device=device)  # each token's count in the generated text
+        self.bias = torch.zeros(rows, vocab, device=device)
 
     def assign(self, row: int, params: SamplingParams, prompt: torch.Tensor) -> None:
         self.temperature[row] = params.temperature if params.do_sample else 1.0
@@ -81,10 +97,24 @@ class SamplerState:
         self.greedy[row] = not params.do_sample
         self.seen[row] = False
         self.seen[row, prompt] = True
+        self.presence[row] = params.presence_penalty
+        self.frequency[row] = params.frequency_penalty
+        self.counts[row] = 0
+        self.bias[row] = 0
+        if params.logit_bias:
+            ids = list(params.logit_bias)
+            self.bias[row, torch.tensor(ids)] = torch.tensor([params.logit_bias[i] for i in ids])
+
+    def record(self, rows, tokens) -> None:
+        """Tokens just generated for `rows` (tensors, or one row and token as ints): into the
+        repetition history and the counts."""
+        self.seen[rows, tokens] = True
+        self.counts[rows, tokens] += 1
 
     def rows(self, start: int, stop: int) -> "SamplerState":
         view = SamplerState.__new__(SamplerState)
-        for name in ("temperature", "top_k", "top_p", "penalty", "greedy", "seen"):
+        for name in ("temperature", "top_k", "top_p", "penalty", "greedy", "seen", "presence", "frequency", "counts",
+                     "bias"):
             setattr(view, name, getattr(self, name)[start:stop])
         return view
 
@@ -109,16 +139,20 @@ def process(logits: torch.Tensor, state: SamplerState) -> tuple[torch.Tensor, to
 
 
 def penalize(logits: torch.Tensor, state: SamplerState) -> torch.Tensor:
-    """HF's repetition penalty: logits of tokens already seen are divided (if > 0) or multiplied."""
+    """HF's repetition penalty (logits of tokens already seen are divided if > 0, else multiplied),
+    then OpenAI's presence and frequency penalties over the generated tokens and the logit bias."""
     pen = state.penalty[:, None]
-    return torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
+    logits = torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
+    counts = state.counts
+    return (logits - state.presence[:, None] * (counts > 0) - state.frequency[:, None] * counts) + state.bias
 
 
 def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor | None,
            penalty: bool = True) -> torch.Tensor:
     """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1).
     `uniform=None` means every row is greedy, which skips the sort over the vocabulary;
-    `penalty=False` means no row has a repetition penalty, which skips that pass too."""
+    `penalty=False` means no row adjusts its logits (`SamplingParams.adjusts_logits`), which skips
+    that pass too."""
     if uniform is None:
         return (penalize(logits.float(), state) if penalty else logits).argmax(-1)
     penalized, filtered = process(logits, state)

@@ -125,6 +125,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
     stats = cfg.stats
     lock = threading.Lock()
     max_len = engine.max_len
+    vocab = engine.model.cfg.vocab_size
 
     @app.exception_handler(ApiError)
     async def api_error(_, e: ApiError):
@@ -279,7 +280,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
 
     async def complete(request: Request, chat: bool):
         body = await read_body(request)
-        params = sampling_from(body, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids, max_len)
+        params = sampling_from(body, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids, max_len, vocab)
         n = choice_count(body)
         if chat:
             prompt, max_new = chat_prompt(tokenizer, body, params.max_new_tokens, max_len,
@@ -342,7 +343,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise ApiError(400, f"'question' is {len(question)} characters; the limit is {cfg.max_question_chars}",
                            param="question", code="context_length_exceeded")
         top_k = _number(body, "passages", int, 1, 20, 5)
-        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids, max_len)
+        params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids,
+                               max_len, vocab)
         try:
             prepared = await asyncio.to_thread(prepare, question, index, tokenizer, top_k=top_k,
                                                max_new_tokens=params.max_new_tokens, max_len=max_len)
