@@ -129,6 +129,11 @@ def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
     assert got.dtype == torch.int32 and torch.equal(got, ints @ ints.t())
 
 
+def test_few_row_reductions_stop_where_the_cpus_blas_is_faster():
+    from baichuan.infer.cpu import few_rows_limit
+    assert few_rows_limit("AVX2") == 16 and few_rows_limit("AVX512") == 2 and few_rows_limit("DEFAULT") == 16
+
+
 @pytest.mark.parametrize("missing", ["torch._inductor.compile_fx"])
 def test_cpu_engine_decodes_eager_when_torch_lacks_the_backend_internals(monkeypatch, missing):
     """A torch without an internal that decode_backend is built from: one warning, then every
