@@ -238,8 +238,8 @@ def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | No
     qc = cfg_json.get("quantization_config")
     if isinstance(qc, dict) and qc.get("quant_method") == "baichuan-wo":  # int8/int4 written by baichuan.quant
         from baichuan.quant import load_quantized
-        return load_quantized(model_dir, device=device, dtype=model_dtype(checked_device(device), dtype, quantized=True),
-                              **config_overrides)
+        dtype = model_dtype(checked_device(device), dtype, quantized=True)
+        return load_quantized(model_dir, device=device, dtype=dtype, **config_overrides)
     if qc is not None:
         raise BaichuanError(f"{model_dir / 'config.json'}: field 'quantization_config' marks a "
                             "bitsandbytes-quantized release, which cannot be loaded; load the bf16 model")

@@ -8,10 +8,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "baichuan"
 
-SHARED = {"errors", "config", "model", "tokenizer", "templates", "hf", "checkpoint", "runtime", "corpus",
+SHARED = {"errors", "config", "model", "tokenizer", "templates", "hf", "checkpoint", "runtime", "flags", "corpus",
           "data.writers", "data.text"}  # formats, math, policy and file helpers every stage may use
 ALLOWED = {
     "errors": set(),
+    "flags": set(),  # shared command-line flags, torch-free
     "config": {"errors"},
     "model": {"config", "errors"},  # the math only: no files, devices, parallelism or quantization
     "corpus": {"errors"},

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from baichuan.errors import BaichuanError, bounded
 from baichuan.eval.settings import EvalSettings
+from baichuan.flags import add_device_arguments
 
 MC_TASKS = ("ceval", "cmmlu", "mmlu")
 ALL_TASKS = MC_TASKS + ("bpb", "tokenizer")
@@ -111,8 +112,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=default.seed,
                    help="shot shuffle of the baichuan protocol's C-Eval prompts")
     p.add_argument("--no-share-prefix", action="store_true", help="run every prompt whole (no shared few-shot K/V)")
-    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="default: bfloat16 on CUDA, else float32")
+    add_device_arguments(p)
     p.add_argument("--baichuan-assets", help="tokenizer task: folder with baichuan1/ and baichuan2/ tokenizer.model")
     p.add_argument("--predictions", action="store_true", help="also write predictions.jsonl (with --out)")
     p.add_argument("--out", help="write results.json, results.md and results.png here")

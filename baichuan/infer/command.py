@@ -13,13 +13,7 @@ import sys
 from pathlib import Path
 
 from baichuan.errors import BaichuanError, bounded
-
-
-def _add_device(p) -> None:
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="default: bf16 where the GPU has it natively and for int8/int4 directories, else fp32")
+from baichuan.flags import add_device_arguments
 
 
 def _add_sampling(p) -> None:
@@ -33,7 +27,7 @@ def _add_sampling(p) -> None:
     g.add_argument("--greedy", action="store_true", help="argmax decoding (the same as --temperature 0)")
     g.add_argument("--stop", action="append", help="stop string (repeatable)")
     g.add_argument("--seed", type=int, help="seed for sampling (the same seed gives the same reply)")
-    _add_device(p)
+    add_device_arguments(p)
 
 
 def _sampling(args, tok, room: int | None = None):
@@ -159,7 +153,7 @@ def add_serve_arguments(p) -> None:
                                                           "compiled before serving starts")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
                                    "document search in the web chat")
-    _add_device(p)
+    add_device_arguments(p)
 
 
 def run_serve(args) -> None:

@@ -255,8 +255,9 @@ class Engine:
     def warm_up(self, greedy_only: bool = False, only: SamplingParams | None = None) -> None:
         """Compile the decode step for every row count and sampling kind it will run with (only
         greedy without repetition penalty when `greedy_only`; only the kind `only` decodes with,
-        when given), and run it at every span, so no request waits for it. CUDA graphs are recorded per span on a function's second call and
-        replayed from the third: each variant is called three times."""
+        when given), and run it at every span, so no request waits for it. CUDA graphs are
+        recorded per span on a function's second call and replayed from the third: each variant
+        is called three times."""
         if not self.compiled:
             return
         calls = 3 if self.device.type == "cuda" else 1
@@ -312,8 +313,8 @@ class Engine:
             self._emit(req, token, events)
 
     def _draws(self, lo: int, hi: int) -> tuple[torch.Tensor | None, bool]:
-        """(uniform draws for rows lo..hi, or None when every row is greedy; whether any row has a
-        repetition penalty). Draws come from each request's own generator, so a seeded request
+        """(uniform draws for rows lo..hi, or None when every row is greedy; whether any row adjusts
+        its logits: a repetition, presence or frequency penalty, a logit bias). Draws come from each request's own generator, so a seeded request
         samples the same tokens whatever else is in the batch."""
         reqs = self.slots[lo:hi]
         penalty = any(r is not None and r.params.adjusts_logits for r in reqs)

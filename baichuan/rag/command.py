@@ -13,6 +13,7 @@ import os
 import sys
 
 from baichuan.errors import BaichuanError, bounded
+from baichuan.flags import add_device_arguments
 from baichuan.rag.passages import MAX_CHARS, OVERLAP_CHARS
 from baichuan.rag.terms import MODES
 
@@ -57,9 +58,7 @@ def add_ask_arguments(p) -> None:
     p.add_argument("--max-new-tokens", type=bounded(int, 1), default=256, help="longest answer (default 256)")
     p.add_argument("--min-coverage", type=bounded(float, 0, 1), help="refuse below this share of the question's term weight")
     p.add_argument("--json", action="store_true", help="print the answer, citations and passages as JSON")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="default: bf16 on CUDA and for int8/int4 directories, else fp32")
+    add_device_arguments(p)
 
 
 def run_ask(args) -> None:
