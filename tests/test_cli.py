@@ -83,6 +83,22 @@ def test_chat_answers_each_turn_compiled_by_default_on_a_cpu(tiny_model_dir, cap
     assert replies[0] == replies[1]
 
 
+def test_chat_decodes_eager_when_compiling_fails(tiny_model_dir, capsys, monkeypatch):
+    """A machine where inductor cannot compile (no C++ compiler): the default chat says so and
+    answers eager; an explicit --compile is a one-line error."""
+    from baichuan.infer.engine import Engine
+
+    def fail(self, *args, **kwargs):
+        if self.compiled:
+            raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(Engine, "warm_up", fail)
+    code, out, err = run(["chat", str(tiny_model_dir), "--max-new-tokens", "4", "--greedy"], capsys,
+                         stdin="你好\n/exit\n", monkeypatch=monkeypatch)
+    assert code == 0 and "decoding eager" in err and out.count("\n") == 1, err
+    code, _, err = run(["chat", str(tiny_model_dir), "--compile"], capsys, stdin="", monkeypatch=monkeypatch)
+    assert code == 1 and "compiling the decode step failed (RuntimeError: no C++ compiler)" in err
+
+
 def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch):
     """The released builders cut a prompt from the left, which could drop the question itself. A
     message that does not fit before --max-new-tokens is refused and the session goes on; without

@@ -106,7 +106,14 @@ def run_chat(args) -> None:
         if engine.compiled:
             print("compiling the decode step (about a minute the first time; later runs read inductor's cache) ...",
                   flush=True)
-    engine.warm_up(only=params)
+    try:
+        engine.warm_up(only=params)
+    except Exception as e:  # inductor needs a C++ compiler, which not every machine has
+        if args.compile:
+            raise BaichuanError(f"--compile: compiling the decode step failed ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}); run without it") from e
+        print(f"note: compiling the decode step failed ({type(e).__name__}); decoding eager", file=sys.stderr)
+        engine = Engine(model, max_batch=1, compile=False)
     while True:
         try:
             line = input("user> " if interactive else "")
