@@ -223,7 +223,7 @@ def load_weights(model: Baichuan, model_dir: str | Path) -> None:
                             f"first: {missing[0]!r}")
 
 
-def load_pretrained(model_dir: str | Path, device="cpu", dtype: torch.dtype | None = None,
+def load_pretrained(model_dir: str | Path, device="cpu", dtype: str | torch.dtype | None = None,
                     **config_overrides) -> Baichuan:
     """A model directory (ours or a Baichuan release) -> model in eval mode on `device`.
 

@@ -88,5 +88,5 @@ def load_model_and_tokenizer(path: str | Path, device: str | None = None, dtype:
     if not is_model_dir(path):
         raise BaichuanError(f"{path}: not a model directory (needs config.json and weights)")
     tok = Tokenizer.load(path)
-    model = load_pretrained(path, device=default_device(device), dtype=None if dtype is None else model_dtype("cpu", dtype))
+    model = load_pretrained(path, device=default_device(device), dtype=dtype)  # `model_dtype` reads it
     return model, tok

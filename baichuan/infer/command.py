@@ -40,10 +40,10 @@ def _sampling(args, tok, room: int | None = None):
         repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed)
 
 
-def _banner(model, engine=None) -> str:
+def _banner(model, compiled: bool = False) -> str:
     """What generate and chat run with: the model, and how its engine decodes."""
-    from baichuan.infer.engine import Engine
-    return f"{model.cfg.describe()} | {(engine or Engine(model, max_batch=1, max_len=2)).describe()}"
+    from baichuan.infer.engine import describe
+    return f"{model.cfg.describe()} | {describe(model, compiled)}"
 
 
 # ------------------------------------------------------------------------------------ generate
@@ -102,7 +102,7 @@ def run_chat(args) -> None:
     engine = Engine(model, max_batch=1, compile=compile_decode(model, args.compile))
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"{_banner(model, engine)} | template {template} | /reset clears, /exit or Ctrl-D quits")
+        print(f"{_banner(model, engine.compiled)} | template {template} | /reset clears, /exit or Ctrl-D quits")
         if engine.compiled:
             print("compiling the decode step (about a minute the first time; later runs read inductor's cache) ...",
                   flush=True)

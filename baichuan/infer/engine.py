@@ -77,6 +77,14 @@ class Request:
         return self.finish_reason is not None
 
 
+def describe(model: Baichuan, compiled: bool = False) -> str:
+    """How an engine over `model` decodes, for banners: precision, device, eager or compiled."""
+    from baichuan.quant.linear import describe_precision
+    device = next(model.parameters()).device.type
+    how = ("CUDA graphs" if device == "cuda" else "compiled (inductor)") if compiled else "eager"
+    return f"{describe_precision(model)}, {device} decode {how}"
+
+
 def _round64(n: int) -> int:
     return -(-n // 64) * 64
 
@@ -134,10 +142,7 @@ class Engine:
             self._decode = torch.compile(self._decode_rows, dynamic=False, **how)
 
     def describe(self) -> str:
-        """How the decode step runs, for banners."""
-        from baichuan.quant.linear import describe_precision
-        how = ("CUDA graphs" if self.device.type == "cuda" else "compiled (inductor)") if self.compiled else "eager"
-        return f"{describe_precision(self.model)}, {self.device.type} decode {how}"
+        return describe(self.model, self.compiled)
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
@@ -314,8 +319,9 @@ class Engine:
 
     def _draws(self, lo: int, hi: int) -> tuple[torch.Tensor | None, bool]:
         """(uniform draws for rows lo..hi, or None when every row is greedy; whether any row adjusts
-        its logits: a repetition, presence or frequency penalty, a logit bias). Draws come from each request's own generator, so a seeded request
-        samples the same tokens whatever else is in the batch."""
+        its logits: a repetition, presence or frequency penalty, a logit bias). Draws come from each
+        request's own generator, so a seeded request samples the same tokens whatever else is in
+        the batch."""
         reqs = self.slots[lo:hi]
         penalty = any(r is not None and r.params.adjusts_logits for r in reqs)
         if all(r is None or not r.params.do_sample for r in reqs):

@@ -27,7 +27,7 @@ class ApiError(Exception):
 
 # ------------------------------------------------------------------------------ validation
 
-def _number(body: dict, name: str, kind, lo, hi, default):
+def number(body: dict, name: str, kind, lo, hi, default):
     v = body.get(name)
     if v is None:
         return default
@@ -74,13 +74,13 @@ def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...
         raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
     return SamplingParams.from_request(
         gen_defaults, stop_ids, room=min(limit, max(1, max_len // 2)),
-        max_new_tokens=_number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, limit, None),
-        temperature=_number(body, "temperature", float, 0, 2, None),
-        top_p=_number(body, "top_p", float, 1e-6, 1, None), top_k=_number(body, "top_k", int, 0, 1 << 20, None),
-        repetition_penalty=_number(body, "repetition_penalty", float, 0.01, 10, None),
-        presence_penalty=_number(body, "presence_penalty", float, -2, 2, None),
-        frequency_penalty=_number(body, "frequency_penalty", float, -2, 2, None),
-        logit_bias=logit_bias_from(body, vocab), stop=stop, seed=_number(body, "seed", int, 0, 2 ** 63 - 1, None))
+        max_new_tokens=number({"max_tokens": asked_max_tokens(body)}, "max_tokens", int, 1, limit, None),
+        temperature=number(body, "temperature", float, 0, 2, None),
+        top_p=number(body, "top_p", float, 1e-6, 1, None), top_k=number(body, "top_k", int, 0, 1 << 20, None),
+        repetition_penalty=number(body, "repetition_penalty", float, 0.01, 10, None),
+        presence_penalty=number(body, "presence_penalty", float, -2, 2, None),
+        frequency_penalty=number(body, "frequency_penalty", float, -2, 2, None),
+        logit_bias=logit_bias_from(body, vocab), stop=stop, seed=number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
 def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
@@ -102,7 +102,8 @@ def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True)
     if clean[-1]["role"] == "system" or not any(m["role"] == "user" for m in clean):
         raise ApiError(400, "messages need at least one user message", param="messages")
     try:
-        return fit_chat(tok, clean, chat_template_for(tok), max_new, max_len, shrink=not asked, length_name="max_tokens")
+        return fit_chat(tok, clean, chat_template_for(tok), max_new, max_len, shrink=not asked,
+                        length_name="max_tokens")
     except ContextTooLong as e:
         raise ApiError(400, str(e), param=e.field, code="context_length_exceeded") from None
     except BaichuanError as e:
@@ -123,7 +124,7 @@ def completion_prompt(tok, body: dict) -> list[int]:
 
 
 def choice_count(body: dict) -> int:
-    return _number(body, "n", int, 1, MAX_CHOICES, 1)
+    return number(body, "n", int, 1, MAX_CHOICES, 1)
 
 
 def choice_params(params: SamplingParams, n: int) -> list[SamplingParams]:

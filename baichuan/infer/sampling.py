@@ -53,7 +53,8 @@ class SamplingParams:
                    top_p=top_p if top_p is not None else g.top_p if g.do_sample else 1.0,
                    repetition_penalty=repetition_penalty if repetition_penalty is not None else g.repetition_penalty,
                    presence_penalty=presence_penalty or 0.0, frequency_penalty=frequency_penalty or 0.0,
-                   logit_bias=dict(logit_bias or {}), stop=list(stop or []), eos_token_ids=tuple(dict.fromkeys((g.eos_token_id, *stop_ids))), seed=seed)
+                   logit_bias=dict(logit_bias or {}), stop=list(stop or []), seed=seed,
+                   eos_token_ids=tuple(dict.fromkeys((g.eos_token_id, *stop_ids))))
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -113,9 +114,8 @@ class SamplerState:
 
     def rows(self, start: int, stop: int) -> "SamplerState":
         view = SamplerState.__new__(SamplerState)
-        for name in ("temperature", "top_k", "top_p", "penalty", "greedy", "seen", "presence", "frequency", "counts",
-                     "bias"):
-            setattr(view, name, getattr(self, name)[start:stop])
+        for name, t in vars(self).items():  # every field is a tensor over the rows
+            setattr(view, name, t[start:stop])
         return view
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from baichuan.errors import BaichuanError
 from baichuan.infer import openai_response as response
 from baichuan.infer.engine import Engine
-from baichuan.infer.openai_request import (ApiError, _number, asked_max_tokens, chat_prompt, choice_count,
+from baichuan.infer.openai_request import (ApiError, number, asked_max_tokens, chat_prompt, choice_count,
                                            choice_params, completion_prompt, sampling_from)
 from baichuan.infer.sampling import SamplingParams
 from baichuan.infer.textstream import TextStream
@@ -342,7 +342,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         if len(question) > cfg.max_question_chars:
             raise ApiError(400, f"'question' is {len(question)} characters; the limit is {cfg.max_question_chars}",
                            param="question", code="context_length_exceeded")
-        top_k = _number(body, "passages", int, 1, 20, 5)
+        top_k = number(body, "passages", int, 1, 20, 5)
         params = sampling_from({"temperature": 0, **body}, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids,
                                max_len, vocab)
         try:
