@@ -151,7 +151,7 @@ def run(args) -> dict:
             raise BaichuanError(f"--out {out}: not writable")
     texts = file_texts(args.text) if args.text else None
     results: dict = {}
-    if tasks == ["tokenizer"]:
+    if all(t == "tokenizer" for t in tasks):
         tokenizer = Tokenizer.load(path)
     else:
         model, tokenizer = load_model_and_tokenizer(path, args.device, args.dtype)

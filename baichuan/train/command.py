@@ -14,7 +14,7 @@ from baichuan.train.settings import add_args
 
 def _run_task(args, task: str) -> None:
     from baichuan.train.pretrain import config_from_args, train
-    args.task = task
+    args.task = task  # each command is one task: its parser has no --task
     train(config_from_args(args))
 
 
@@ -23,7 +23,7 @@ def add_pretrain_arguments(p) -> None:
 
 
 def run_pretrain(args) -> None:
-    _run_task(args, args.task)  # --task may pick sft or dpo: `train` is the general form
+    _run_task(args, "pretrain")
 
 
 def add_sft_arguments(p) -> None:

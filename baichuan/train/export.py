@@ -28,10 +28,10 @@ def export(cfg: TrainConfig, run: Run) -> dict:
     full = get_model_state_dict(run.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     paths = {"model_dir": str(out / "model")}
     if run.rank == 0:
-        tok = None
-        if tokenizer_path(cfg):
+        tok, path = None, tokenizer_path(cfg)  # (pretraining: reads the shards' manifest, hashes the file)
+        if path:
             from baichuan.tokenizer import Tokenizer
-            tok = Tokenizer.load(tokenizer_path(cfg))
+            tok = Tokenizer.load(path)
         if cfg.lora is not None:
             from baichuan.train.lora import merge_lora, save_adapter
             # the trained adapters on the unquantized base (for QLoRA the int4 base is not merged into)

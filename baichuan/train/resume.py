@@ -41,7 +41,7 @@ def resume(cfg: TrainConfig, run: Run) -> tuple[int, dict, Path | None]:
         # the loop's guard: recent losses (spike detection), consecutive skips, every skipped step
         return 0, {"recent": [], "skips": 0, "skipped_steps": []}, None
     check_resumable(cfg, run, resume_from)
-    meta = train_state.load(resume_from, run.model, run.optimizer, frozen=run.frozen)
+    meta = train_state.load(resume_from, run.model, run.optimizer, frozen=cfg.lora is not None)
     run.objective.load_state_dict(meta["loader"])
     print0(f"resumed from {resume_from} at step {meta['step']}"
            + (f" (was {meta['world_size']} ranks, now {run.world}: resharded)" if meta["world_size"] != run.world else ""))
@@ -68,7 +68,7 @@ def save_checkpoint(cfg: TrainConfig, run: Run, step: int, guard: dict) -> None:
     meta = {"loader": run.objective.state_dict(), "guard": guard, "world_size": run.world,
             "global_batch": cfg.global_batch(run.world), "fingerprint": fingerprint(cfg, run.mc),
             "fingerprint_fields": fingerprint_fields(cfg, run.mc), "config": dataclasses.asdict(cfg)}
-    train_state.save(Path(cfg.out) / "checkpoints", step, run.model, run.optimizer, meta, cfg.keep, frozen=run.frozen)
+    train_state.save(Path(cfg.out) / "checkpoints", step, run.model, run.optimizer, meta, cfg.keep, frozen=cfg.lora is not None)
 
 
 def fingerprint_fields(cfg: TrainConfig, mc: ModelConfig) -> dict:

@@ -34,8 +34,8 @@ class TrainConfig:
     data: str = field(metadata={"help": "pretrain: token shards (tokens.json from `baichuan data run`); "
                                         "sft: chat JSONL; dpo: prompt/chosen/rejected JSONL", "group": DATA,
                                 "tasks": TASKS})
-    task: str = _f("pretrain", "what to train: pretrain, sft or dpo (set by `baichuan sft` / `baichuan dpo`)", DATA,
-                   ("pretrain",))
+    task: str = _f("pretrain", "what to train: pretrain, sft or dpo (`python -m baichuan.train`; the commands "
+                               "are `baichuan train`, `sft` and `dpo`)", DATA, ())
     out: str = _f("out/train", "run folder: checkpoints/, metrics.jsonl, loss.png, model/", DATA)
     preset: str = _f("small", "model size to pretrain from scratch: tiny, small, 100m, 1b, baichuan-7b, ... "
                               "(ignored with --init-from)", DATA, ("pretrain",))
@@ -86,6 +86,8 @@ class TrainConfig:
         """Every setting checked before any work (a bad schedule name used to surface after the warmup)."""
         if self.task not in TASKS:
             raise BaichuanError(f"task must be pretrain, sft or dpo, got {self.task!r}")
+        if self.dtype not in ("auto", "bfloat16", "float32"):
+            raise BaichuanError(f"dtype must be 'auto', 'bfloat16' or 'float32', got {self.dtype!r}")
         if self.lora is not None:
             self.lora = lora_settings(self.lora)
         if self.quantize_base and self.lora is None:

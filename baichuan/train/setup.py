@@ -40,7 +40,6 @@ class Run:
     optimizer: torch.optim.Optimizer
     val: dict[str, TokenShards]
     data_line: str                      # what the objective trains on, for the header
-    frozen: bool                        # adapters only: checkpoints hold the trainable weights, not the base
     memory_need: float                  # bytes per rank, estimated
     memory_have: float
     tokens_per_step: int
@@ -57,8 +56,6 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.seq_len > mc.max_len:  # the exported config would promise less context than was trained
         raise BaichuanError(f"--seq-len {cfg.seq_len} is longer than the model's context ({mc.max_len}); "
                             f"lower it, or raise the context with --model '{{\"max_len\": {cfg.seq_len}}}'")
-    if cfg.dtype not in ("auto", "bfloat16", "float32"):
-        raise BaichuanError(f"dtype must be 'auto', 'bfloat16' or 'float32', got {cfg.dtype!r}")
     dtype = model_dtype(device, cfg.dtype)
     need, have = check_memory(mc, cfg, world, dtype, device)
 
@@ -68,7 +65,7 @@ def setup(cfg: TrainConfig) -> Run:
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas))
     return Run(rank=rank, world=world, device=device, dtype=dtype, compiled=compiled, mc=mc, model=model, amp=amp,
-               objective=objective, optimizer=optimizer, val=val, data_line=data_line, frozen=cfg.lora is not None,
+               objective=objective, optimizer=optimizer, val=val, data_line=data_line,
                memory_need=need, memory_have=have, tokens_per_step=cfg.global_batch(world) * seq_tokens,
                flops_per_token=mc.flops_per_token(cfg.seq_len), peak=peak_flops(device))
 

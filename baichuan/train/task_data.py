@@ -50,10 +50,11 @@ def data_vocab(cfg: TrainConfig) -> int:
         shards = open_shards(cfg.data)
         check_shards_tokenizer(cfg, shards)
         return shards.manifest["vocab_size"]
-    if not tokenizer_path(cfg):
+    path = tokenizer_path(cfg)
+    if not path:
         raise BaichuanError(f"{cfg.task} needs a tokenizer: give --tokenizer or --init-from a model directory")
     from baichuan.tokenizer import Tokenizer
-    return Tokenizer.load(tokenizer_path(cfg)).vocab_size
+    return Tokenizer.load(path).vocab_size
 
 
 def make_objective(cfg: TrainConfig, mc, model, rank: int, world: int, device, amp):
