@@ -77,10 +77,9 @@ class Source:
                 "row": self.row, "snippet": self.snippet}
 
     def citation_json(self) -> dict:
-        """As the answer's "citations" show it."""
-        p = self.passage
-        return {"n": self.n, "file": p.file, "doc": p.doc, "passage": p.n, "score": round(self.score, 4),
-                "snippet": self.snippet, "row": self.row}
+        """As the answer's "citations" show it: the fields of `to_json` that name the source."""
+        d = self.to_json()
+        return {k: d[k] for k in ("n", "file", "doc", "passage", "score", "snippet", "row")}
 
 
 @dataclass

@@ -45,17 +45,13 @@ class Passage:
 
     @property
     def label(self) -> str:
-        return passage_label(self.file, self.doc, self.n)
+        """How passages are named to the model and to users: "file [doc] #n"."""
+        return self.file + (f" {self.doc}" if self.doc else "") + f" #{self.n}"
 
     def to_json(self) -> dict:
         """One line of passages.jsonl, and a passage in `baichuan ask --retrieve-only --json`."""
         return {"file": self.file, "doc": self.doc, "n": self.n, "start": self.start, "end": self.end,
                 "text": self.text}
-
-
-def passage_label(file: str, doc: str | None, n: int) -> str:
-    """How passages are named to the model and to users: "file [doc] #n"."""
-    return file + (f" {doc}" if doc else "") + f" #{n}"
 
 
 def _hard_cut(start: int, end: int, text: str, limit: int) -> list[tuple[int, int]]:
