@@ -172,7 +172,11 @@ def test_lora_sft_resumes_exactly_and_merges(chats, tiny_model_dir, tmp_path):
     killed.wait()
     resumed = subprocess.run([sys.executable, "-m", "baichuan.train", *args], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stdout + resumed.stderr
-    assert [r["loss"] for r in losses(tmp_path / "run")] == [r["loss"] for r in losses(tmp_path / "ref")]
+    got, want = [r["loss"] for r in losses(tmp_path / "run")], [r["loss"] for r in losses(tmp_path / "ref")]
+    # Two processes of the same fp32 run once differed by 1e-6 from step 1 on (8.0329552 vs 8.0329542,
+    # before any resume; 1 fresh CI run in 8 on an AVX-512 Xeon): the bound is far below what a wrong
+    # resume (another batch, lost optimizer state) moves the losses by.
+    assert len(got) == len(want) == 12 and max(abs(a - b) for a, b in zip(got, want)) < 1e-5, (got, want)
     ckpt = tmp_path / "ref" / "checkpoints" / "step_00000012"
     assert sum(f.stat().st_size for f in ckpt.iterdir()) < 2_000_000  # adapters and their optimizer state only
     # the merged model equals the base + adapter
