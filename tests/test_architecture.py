@@ -8,8 +8,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "baichuan"
 
-SHARED = {"errors", "config", "model", "tokenizer", "templates", "hf", "checkpoint", "runtime", "flags", "corpus",
-          "data.writers", "data.text"}  # formats, math, policy and file helpers every stage may use
+SHARED = {"errors", "config", "model", "tokenizer", "templates", "toolcalls", "hf", "checkpoint", "runtime", "flags",
+          "corpus", "data.writers", "data.text"}  # formats, math, policy and file helpers every stage may use
 ALLOWED = {
     "errors": set(),
     "flags": set(),  # shared command-line flags, torch-free
@@ -18,6 +18,7 @@ ALLOWED = {
     "corpus": {"errors"},
     "hf": set(),  # copied into model directories: imports nothing of ours
     "templates": {"errors", "tokenizer"},
+    "toolcalls": {"errors"},  # the tool-call text format: server, chat and SFT
     "tokenizer": {"config", "errors", "hf", "templates", "data.writers"},
     "runtime": {"errors", "checkpoint", "tokenizer", "infer"},  # infer: whether its CPU compile backend is there
     "checkpoint": {"config", "errors", "hf", "model", "runtime", "data.writers", "quant"},  # quant: int8/int4 dirs

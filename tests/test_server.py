@@ -34,7 +34,8 @@ class Server:
     def __init__(self, model_dir, **cfg):
         self.model = load_pretrained(model_dir)
         self.tok = Tokenizer.load(model_dir)
-        self.engine = Engine(self.model, max_batch=cfg.pop("max_batch", 4), max_len=256)
+        self.engine = Engine(self.model, max_batch=cfg.pop("max_batch", 4),
+                             max_len=cfg.pop("max_len", 256))
         index = cfg.pop("index", None)
         gen = cfg.pop("gen", None) or GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
         self.cfg = ServerConfig(model_name="tiny", api_key=KEY, **cfg)

@@ -71,6 +71,7 @@ class Request:
     slot: int | None = None
     cancelled: bool = False
     rng: torch.Generator | None = None
+    matcher: object | None = None  # the grammar's state, when params.grammar constrains the reply
 
     @property
     def done(self) -> bool:
@@ -115,6 +116,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._events: list = []
+        self._pinned_mask: torch.Tensor | None = None  # on CUDA: grammar masks, filled on the host
         if self.device.type == "cpu" and not compile:
             column_major_weights(model)
         self.compiled = compile
@@ -157,6 +159,8 @@ class Engine:
             req.id = request_id
         if params.seed is not None:
             req.rng = torch.Generator().manual_seed(params.seed)
+        if params.grammar is not None:
+            req.matcher = params.grammar.start()
         with self.cond:
             self.waiting.append(req)
             self.cond.notify()
@@ -213,6 +217,8 @@ class Engine:
         if not active:
             return events
         hi = self._row_count(active[-1] + 1)
+        if not self._constrain(0, hi, events):
+            return events
         uniform, penalty = self._draws(0, hi)
         tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty,
                               self._span_carrier(self._span(hi)))
@@ -312,10 +318,35 @@ class Engine:
             self.cache.lengths[slot] = n
             self.sampler.assign(slot, req.params, ids[i, :n])
         for i, req in enumerate(reqs):
+            if not self._constrain(req.slot, req.slot + 1, events):
+                continue
             token = int(self._sample(logits[i:i + 1], req.slot, req.slot + 1)[0])
             self.last[req.slot] = token
             self.sampler.record(req.slot, token)  # Python ints: no copy to the device
             self._emit(req, token, events)
+
+    def _constrain(self, lo: int, hi: int, events) -> bool:
+        """The allowed ids of rows lo..hi whose requests follow a grammar, into the sampler's
+        bitmask (structured.py); a request whose grammar failed (its work limits) ends with an
+        error. Whether any row of lo..hi is still active."""
+        rows = [(r.matcher, s) for s, r in enumerate(self.slots[lo:hi], lo) if r is not None and r.matcher is not None]
+        if rows:
+            from baichuan.infer.structured import fill_masks
+            allowed = self.sampler.allowed
+            host = allowed if allowed.device.type == "cpu" else self._host_mask()
+            fill_masks(rows, host)
+            for matcher, s in rows:
+                if matcher.is_error():
+                    log.warning("%s: grammar failed: %s", self.slots[s].id, matcher.get_error())
+                    self._finish(self.slots[s], "error", events)
+                elif host is not allowed:
+                    allowed[s].copy_(host[s], non_blocking=True)
+        return any(r is not None for r in self.slots[lo:hi])
+
+    def _host_mask(self) -> torch.Tensor:
+        if self._pinned_mask is None:
+            self._pinned_mask = torch.full(self.sampler.allowed.shape, -1, dtype=torch.int32, pin_memory=True)
+        return self._pinned_mask
 
     def _draws(self, lo: int, hi: int) -> tuple[torch.Tensor | None, bool]:
         """(uniform draws for rows lo..hi, or None when every row is greedy; whether any row adjusts
@@ -339,9 +370,15 @@ class Engine:
         if token in req.params.eos_token_ids:
             self._finish(req, "stop", events)
             return
+        if req.matcher is not None and not req.matcher.consume_token(token):
+            log.warning("%s: token %d is outside its grammar: %s", req.id, token, req.matcher.get_error())
+            self._finish(req, "error", events)
+            return
         req.tokens.append(token)
         events.append((req, token))
-        if len(req.tokens) >= req.params.max_new_tokens or len(req.prompt) + len(req.tokens) >= self.max_len:
+        if req.matcher is not None and req.matcher.is_stopped():  # the grammar is complete: only EOS could follow
+            self._finish(req, "stop", events)
+        elif len(req.tokens) >= req.params.max_new_tokens or len(req.prompt) + len(req.tokens) >= self.max_len:
             self._finish(req, "length", events)
 
     def _finish(self, req: Request, reason: str, events) -> None:

@@ -5,11 +5,13 @@ and how many choices. Every field is checked here, before any generation, and a 
 
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from baichuan.errors import BaichuanError
 from baichuan.infer.sampling import SamplingParams
 from baichuan.tokenizer import ContextTooLong, chat_template_for, fit_chat
+from baichuan.toolcalls import ToolError, check_tools, plain_messages
 
 MAX_CHOICES = 8  # `n`: each choice is a request of its own in the engine
 MAX_BIASED = 1024  # `logit_bias` entries
@@ -83,22 +85,15 @@ def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...
         logit_bias=logit_bias_from(body, vocab), stop=stop, seed=number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
-def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True) -> tuple[list[int], int]:
+def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True,
+                functions: list[dict] | None = None) -> tuple[list[int], int]:
     """The prompt's ids and the reply's token budget: `max_new`, or, when the client did not ask
-    for a length (`asked` False), less if the newest turn needs the room."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty list", param="messages")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise ApiError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise ApiError(400, f"messages[{i}]: content must be a string", param="messages")
-        clean.append({"role": m["role"], "content": content})
+    for a length (`asked` False), less if the newest turn needs the room. Tool calls and results
+    in the messages, and the `functions` offered, are written in toolcalls.py's format."""
+    try:
+        clean = plain_messages(body.get("messages"), functions)
+    except ToolError as e:
+        raise ApiError(400, str(e), param=e.field) from None
     if clean[-1]["role"] == "system" or not any(m["role"] == "user" for m in clean):
         raise ApiError(400, "messages need at least one user message", param="messages")
     try:
@@ -133,3 +128,96 @@ def choice_params(params: SamplingParams, n: int) -> list[SamplingParams]:
     if params.seed is None or n == 1:
         return [params] * n
     return [replace(params, seed=(params.seed + i) % 2 ** 63) for i in range(n)]
+
+
+# ---------------------------------------------------------------------- structured replies
+
+SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a reply must be: llguidance grammar text (structured.py), and the functions it may
+    call (their calls are read back into `tool_calls`)."""
+    grammar: str
+    functions: tuple[dict, ...] = ()
+
+
+def reply_schema(body: dict) -> dict | None:
+    """`response_format`: None for text, {} for any JSON object, else the JSON schema."""
+    fmt = body.get("response_format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {}
+    if kind != "json_schema":
+        raise ApiError(400, "'response_format.type' must be text, json_object or json_schema",
+                       param="response_format")
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not SCHEMA_NAME.match(spec["name"]):
+        raise ApiError(400, "'response_format.json_schema' needs a name of 1 to 64 letters, digits, '_' or '-'",
+                       param="response_format")
+    schema = spec.get("schema", {})
+    if not isinstance(schema, dict):
+        raise ApiError(400, "'response_format.json_schema.schema' must be a JSON schema object",
+                       param="response_format")
+    return schema or {}
+
+
+def tool_choice_from(body: dict, functions: list[dict]) -> str:
+    """`tool_choice`: "auto" (the default with tools), "none", "required", or a function's name."""
+    choice = body.get("tool_choice", "auto")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+        if not isinstance(name, str):
+            raise ApiError(400, "'tool_choice' must be auto, none, required or "
+                                "{\"type\": \"function\", \"function\": {\"name\": ...}}", param="tool_choice")
+        if name not in {f["name"] for f in functions}:
+            raise ApiError(400, f"'tool_choice' names {name!r}, which is not among the tools", param="tool_choice")
+        return name
+    if choice not in ("auto", "none", "required"):
+        raise ApiError(400, "'tool_choice' must be auto, none, required or a function", param="tool_choice")
+    return choice
+
+
+def structure_from(body: dict, chat: bool) -> Structure | None:
+    """The grammar a request's reply must follow (`response_format`, and on chat `tools` with
+    `tool_choice` and `parallel_tool_calls`), or None for free text. Grammar text is built here;
+    compiling it (which may still refuse the schema) is the server's, off the event loop."""
+    from baichuan.infer.structured import json_grammar, tool_grammar
+    schema = reply_schema(body)
+    tools = body.get("tools") if chat else None
+    if tools is None and body.get("tool_choice") is not None:
+        raise ApiError(400, "'tool_choice' needs 'tools'", param="tool_choice")
+    try:
+        if tools is None:
+            return None if schema is None else Structure(json_grammar(schema or None))
+        try:
+            functions = check_tools(tools)
+        except ToolError as e:
+            raise ApiError(400, str(e), param=e.field) from None
+        choice = tool_choice_from(body, functions)
+        parallel = body.get("parallel_tool_calls", True)
+        if not isinstance(parallel, bool):
+            raise ApiError(400, "'parallel_tool_calls' must be true or false", param="parallel_tool_calls")
+        return Structure(tool_grammar(functions, choice, schema, parallel), tuple(functions))
+    except BaichuanError as e:  # a schema llguidance cannot read, or no llguidance
+        raise ApiError(400, f"the schema cannot be used: {e}", param="tools" if tools else "response_format") from None
+
+
+async def reply_grammar(structure: Structure, grammars):
+    """`structure`'s grammar compiled by `grammars` (structured.Grammars) off the event loop,
+    within COMPILE_SECONDS, or a 400 that names the field it came from."""
+    import asyncio
+
+    from baichuan.infer.structured import COMPILE_SECONDS
+    param = "tools" if structure.functions else "response_format"
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(grammars.compile, structure.grammar), COMPILE_SECONDS)
+    except asyncio.TimeoutError:
+        raise ApiError(400, f"the schema takes over {COMPILE_SECONDS:g} s to compile", param=param) from None
+    except BaichuanError as e:
+        raise ApiError(400, f"the schema cannot be used: {e}", param=param) from None

@@ -1,10 +1,13 @@
 """The bodies the server answers with, in OpenAI's shapes: chat completions and text completions,
-whole or as stream chunks, with their usage."""
+whole or as stream chunks, with their usage; a reply in toolcalls.py's format becomes
+`tool_calls` (`finish_reason: "tool_calls"`)."""
 
 from __future__ import annotations
 
 import secrets
 import time
+
+from baichuan.toolcalls import CALL_BLOCK, CALL_OPEN, parse_calls
 
 
 def head(chat: bool, model_name: str) -> dict:
@@ -19,10 +22,12 @@ def usage(prompt: list[int], completions: list[int]) -> dict:
     return {"prompt_tokens": len(prompt), "completion_tokens": n, "total_tokens": len(prompt) + n}
 
 
-def chunk(top: dict, chat: bool, index: int, delta: str, finish: str | None, first: bool = False) -> dict:
-    """One stream event of choice `index`; a chat stream names the role in each choice's first."""
+def chunk(top: dict, chat: bool, index: int, delta, finish: str | None, first: bool = False) -> dict:
+    """One stream event of choice `index`: `delta` is the chat delta's fields ({"content": ...},
+    {"tool_calls": [...]}, or {}) or a completion's text; a chat stream names the role in each
+    choice's first."""
     if chat:
-        d = {"role": "assistant", "content": delta} if first else ({"content": delta} if delta else {})
+        d = {"role": "assistant", "content": "", **delta} if first else delta
         return {**top, "object": "chat.completion.chunk",
                 "choices": [{"index": index, "delta": d, "finish_reason": finish}]}
     return {**top, "object": "text_completion",
@@ -34,12 +39,64 @@ def usage_chunk(top: dict, chat: bool, counts: dict) -> dict:
     return {**top, "object": "chat.completion.chunk" if chat else "text_completion", "choices": [], "usage": counts}
 
 
-def whole(top: dict, chat: bool, choices: list[tuple[str, str]], counts: dict) -> dict:
+def tool_calls(calls: list[tuple[str, str]], first: int = 0, stream: bool = False) -> list[dict]:
+    """OpenAI's `tool_calls` of (name, arguments JSON) pairs; a stream's carry their `index`."""
+    return [{**({"index": first + k} if stream else {}), "id": "call_" + secrets.token_hex(12), "type": "function",
+             "function": {"name": name, "arguments": arguments}} for k, (name, arguments) in enumerate(calls)]
+
+
+def message(text: str, finish: str, functions) -> tuple[dict, str]:
+    """A chat reply's message and finish reason: tool calls when functions were offered and the
+    reply is calls, else the text."""
+    calls = parse_calls(text) if functions and finish == "stop" else None
+    if calls:
+        return {"role": "assistant", "content": None, "tool_calls": tool_calls(calls)}, "tool_calls"
+    return {"role": "assistant", "content": text}, finish
+
+
+class ChatDeltas:
+    """One chat choice's stream: text as `content` deltas; when functions were offered and the
+    reply starts with a call, each call as a `tool_calls` delta once its block closes. Text that
+    might still become a call is held until it is known."""
+
+    def __init__(self, functions):
+        self.text, self.mode, self.calls = "", None if functions else "text", 0
+
+    def add(self, delta: str) -> list[dict]:
+        self.text += delta
+        if self.mode is None:
+            head = self.text.lstrip()
+            if len(head) < len(CALL_OPEN) and CALL_OPEN.startswith(head):
+                return []
+            self.mode = "calls" if head.startswith(CALL_OPEN) else "text"
+            delta = self.text
+        if self.mode == "text":
+            return [{"content": delta}] if delta else []
+        blocks = list(CALL_BLOCK.finditer(self.text))[self.calls:]
+        out = []
+        for block in blocks:
+            calls = parse_calls(block.group(0))
+            if calls:
+                out.append({"tool_calls": tool_calls(calls, self.calls, stream=True)})
+                self.calls += 1
+        return out
+
+    def finish(self, reason: str) -> tuple[list[dict], str]:
+        """The deltas still held, and the finish reason."""
+        if self.mode == "calls" and self.calls and reason == "stop" and parse_calls(self.text):
+            return [], "tool_calls"
+        if self.mode != "text" and not self.calls and self.text:  # held text, or a call cut short
+            return [{"content": self.text}], reason
+        return [], reason
+
+
+def whole(top: dict, chat: bool, choices: list[tuple[str, str]], counts: dict, functions=()) -> dict:
     """The non-streamed body: (text, finish reason) of each choice, in order."""
     if chat:
+        replies = [message(text, finish, functions) for text, finish in choices]
         return {**top, "object": "chat.completion", "usage": counts,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                            for i, (text, finish) in enumerate(choices)]}
+                "choices": [{"index": i, "message": m, "finish_reason": finish}
+                            for i, (m, finish) in enumerate(replies)]}
     return {**top, "object": "text_completion", "usage": counts,
             "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": finish}
                         for i, (text, finish) in enumerate(choices)]}

@@ -30,6 +30,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     eos_token_ids: tuple[int, ...] = (2,)
     seed: int | None = None
+    grammar: object | None = None   # structured.Grammar: only what it allows is sampled
 
     @classmethod
     def from_request(cls, g: GenerationConfig, stop_ids: tuple[int, ...] = (), *, max_new_tokens: int | None = None,
@@ -72,7 +73,7 @@ class SamplingParams:
     def adjusts_logits(self) -> bool:
         """Whether anything changes the logits before the argmax or the draw."""
         return (self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
-                or bool(self.logit_bias))
+                or bool(self.logit_bias) or self.grammar is not None)
 
 
 class SamplerState:
@@ -89,6 +90,9 @@ class SamplerState:
         self.frequency = torch.zeros(rows, device=device)
         self.counts = torch.zeros(rows, vocab, device=device)  # each token's count in the generated text
         self.bias = torch.zeros(rows, vocab, device=device)
+        # the ids a grammar allows: bit i of word w allows id 32 w + i (llguidance's layout); all
+        # set for a row without a grammar
+        self.allowed = torch.full((rows, -(-vocab // 32)), -1, dtype=torch.int32, device=device)
 
     def assign(self, row: int, params: SamplingParams, prompt: torch.Tensor) -> None:
         self.temperature[row] = params.temperature if params.do_sample else 1.0
@@ -102,6 +106,7 @@ class SamplerState:
         self.frequency[row] = params.frequency_penalty
         self.counts[row] = 0
         self.bias[row] = 0
+        self.allowed[row] = -1
         if params.logit_bias:
             ids = list(params.logit_bias)
             self.bias[row, torch.tensor(ids)] = torch.tensor([params.logit_bias[i] for i in ids])
@@ -139,8 +144,12 @@ def process(logits: torch.Tensor, state: SamplerState) -> tuple[torch.Tensor, to
 
 
 def penalize(logits: torch.Tensor, state: SamplerState) -> torch.Tensor:
-    """HF's repetition penalty (logits of tokens already seen are divided if > 0, else multiplied),
-    then OpenAI's presence and frequency penalties over the generated tokens and the logit bias."""
+    """Ids a grammar does not allow to -inf; HF's repetition penalty (logits of tokens already
+    seen are divided if > 0, else multiplied), then OpenAI's presence and frequency penalties over
+    the generated tokens and the logit bias."""
+    ids = torch.arange(logits.shape[-1], device=logits.device)
+    allowed = (state.allowed[:, ids >> 5] >> (ids & 31).int()) & 1
+    logits = logits.masked_fill(allowed == 0, float("-inf"))
     pen = state.penalty[:, None]
     logits = torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
     counts = state.counts

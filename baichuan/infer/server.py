@@ -28,8 +28,10 @@ from baichuan.errors import BaichuanError
 from baichuan.infer import openai_response as response
 from baichuan.infer.engine import Engine
 from baichuan.infer.openai_request import (ApiError, number, asked_max_tokens, chat_prompt, choice_count,
-                                           choice_params, completion_prompt, sampling_from)
+                                           choice_params, completion_prompt, reply_grammar, sampling_from,
+                                           structure_from)
 from baichuan.infer.sampling import SamplingParams
+from baichuan.infer.structured import Grammars
 from baichuan.infer.textstream import TextStream
 
 WEB_PAGE = Path(__file__).parent / "web" / "chat.html"
@@ -194,6 +196,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     relays: dict = {}  # one per event loop (one in a server; tests may start several)
+    grammars = Grammars(tokenizer, vocab, tokenizer.stop_ids)  # compiled reply grammars, cached
 
     def admit(prompt: list[int], params: SamplingParams, loop) -> tuple:
         if len(prompt) + params.max_new_tokens > max_len:
@@ -282,9 +285,11 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         body = await read_body(request)
         params = sampling_from(body, gen_defaults, cfg.max_new_tokens, tokenizer.stop_ids, max_len, vocab)
         n = choice_count(body)
+        structure = structure_from(body, chat)
+        functions = structure.functions if structure else ()
         if chat:
             prompt, max_new = chat_prompt(tokenizer, body, params.max_new_tokens, max_len,
-                                          asked=asked_max_tokens(body) is not None)
+                                          asked=asked_max_tokens(body) is not None, functions=list(functions))
             params = replace(params, max_new_tokens=max_new)
         else:
             prompt = completion_prompt(tokenizer, body)
@@ -294,6 +299,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):  # checked before admit: a refused request must not run
             raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+        if structure is not None:
+            params = replace(params, grammar=await reply_grammar(structure, grammars))
         runs = admit_all(prompt, choice_params(params, n), asyncio.get_running_loop())
         top = response.head(chat, cfg.model_name)
         choices = merge([pieces(request, req, queue, p) for req, queue, p in runs])
@@ -304,9 +311,17 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         if body.get("stream"):
             async def events():
                 first = [True] * n
+                split = [response.ChatDeltas(functions) for _ in range(n)]
                 async for i, (delta, finish) in choices:
-                    if delta or finish or first[i]:
-                        yield response.chunk(top, chat, i, delta, finish, first[i])
+                    parts = split[i].add(delta) if chat else [delta] if delta else []
+                    if finish and chat:
+                        more, finish = split[i].finish(finish)
+                        parts += more
+                    for part in parts:
+                        yield response.chunk(top, chat, i, part, None, first[i])
+                        first[i] = False
+                    if finish or first[i]:
+                        yield response.chunk(top, chat, i, {} if chat else "", finish, first[i])
                         first[i] = False
                 if options.get("include_usage"):
                     yield response.usage_chunk(top, chat, counts())
@@ -315,7 +330,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         async for i, (delta, finish) in choices:
             texts[i].append(delta)
             finishes[i] = finish or finishes[i]
-        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts())
+        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts(), functions)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
