@@ -149,6 +149,19 @@ class Tokenizer:
         self._check_id(token_id)
         return self.sp.id_to_piece(token_id)
 
+    def piece_bytes(self, token_id: int) -> bytes:
+        """The bytes id `token_id` writes into the decoded text: a byte piece's byte, any other
+        piece's UTF-8 with SentencePiece's "▁" as a space (user-defined `<reserved_N>` pieces
+        are written as they are); control and unknown pieces write nothing (b"")."""
+        self._check_id(token_id)
+        sp = self.sp
+        piece = sp.id_to_piece(token_id)
+        if sp.is_byte(token_id):
+            return bytes([int(piece[3:-1], 16)])
+        if sp.is_control(token_id) or sp.is_unknown(token_id):
+            return b""
+        return piece.replace("\u2581", " ").encode("utf-8")
+
     def id(self, piece: str) -> int:
         i = self.sp.piece_to_id(piece)
         if i == self.unk_id and piece != self.sp.id_to_piece(i):

@@ -60,8 +60,8 @@ def test_cuda_graph_decode_step_never_syncs():
     try:
         for draws, penalty in ((None, False), (None, True), (uniform, True)):
             for _ in range(3):
-                tokens = engine._decode(engine.last, engine.cache.k, engine.cache.v, engine.cache.lengths, 4,
-                                        draws, penalty, engine._span_carrier(64))
+                tokens, _ = engine._decode(engine.last, engine.cache.k, engine.cache.v, engine.cache.lengths, 4,
+                                           draws, penalty, engine._span_carrier(64))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert tokens.shape == (4,) and tokens.is_cuda

@@ -93,6 +93,9 @@ def test_decode_round_trip(name, request):
     text = "百川 Baichuan 2: 𠀀𪚥龘 rare CJK, émoji 🙂,  two  spaces\tand\nnew lines 12345.67"
     assert tok.decode(tok.encode(text)) == text
     assert tok.decode(tok.encode_batch([text])[0]) == text
+    # each id's bytes (logprobs, grammar masks) add up to the text, byte pieces of rare characters too
+    written = b"".join(tok.piece_bytes(i) for i in tok.encode(text)).decode("utf-8")
+    assert written == (" " + text if name == "b1" else text)  # Baichuan 1 adds a dummy-prefix space
 
 
 def test_decode_special_token_spacing(b1, b2):

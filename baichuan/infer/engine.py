@@ -72,6 +72,7 @@ class Request:
     cancelled: bool = False
     rng: torch.Generator | None = None
     matcher: object | None = None  # the grammar's state, when params.grammar constrains the reply
+    logprobs: list = field(default_factory=list)  # with params.logprobs: (id, logprob, [(id, logprob)]) per token
 
     @property
     def done(self) -> bool:
@@ -220,16 +221,17 @@ class Engine:
         if not self._constrain(0, hi, events):
             return events
         uniform, penalty = self._draws(0, hi)
-        tokens = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform, penalty,
-                              self._span_carrier(self._span(hi)))
+        tokens, logits = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform,
+                                      penalty, self._span_carrier(self._span(hi)))
         tokens = tokens.tolist()  # the decode's host sync (admission syncs more: see the module docstring)
+        scored = self._logprobs(range(hi), logits, tokens)
         idle = [s for s in range(hi) if self.slots[s] is None]
         if idle:  # idle rows in the batch advanced too: keep them empty (one op, not a launch per row;
             # the index list goes to the device in a blocking copy: a sync, on a stream tolist drained)
             self.cache.lengths[idle] = 0
         for s in range(hi):
             if self.slots[s] is not None:
-                self._emit(self.slots[s], tokens[s], events)
+                self._emit(self.slots[s], tokens[s], events, scored.get(s))
         return events
 
     def _row_count(self, active: int) -> int:
@@ -295,7 +297,7 @@ class Engine:
         tokens = sample(logits, state, uniform, penalty)
         last[:rows] = tokens
         state.record(torch.arange(rows, device=tokens.device), tokens)
-        return tokens
+        return tokens, logits
 
     def _prefill(self, reqs: list[Request], events) -> None:
         """One forward over the prompts of `reqs` (right-padded to the longest) into a scratch
@@ -323,7 +325,7 @@ class Engine:
             token = int(self._sample(logits[i:i + 1], req.slot, req.slot + 1)[0])
             self.last[req.slot] = token
             self.sampler.record(req.slot, token)  # Python ints: no copy to the device
-            self._emit(req, token, events)
+            self._emit(req, token, events, self._logprobs([req.slot], logits[i:i + 1], {req.slot: token}).get(req.slot))
 
     def _constrain(self, lo: int, hi: int, events) -> bool:
         """The allowed ids of rows lo..hi whose requests follow a grammar, into the sampler's
@@ -366,7 +368,26 @@ class Engine:
         uniform, penalty = self._draws(lo, hi)
         return sample(logits, self.sampler.rows(lo, hi), uniform, penalty)
 
-    def _emit(self, req: Request, token: int, events) -> None:
+    def _logprobs(self, slots, logits: torch.Tensor, tokens) -> dict[int, tuple]:
+        """slot -> (its token, the token's log-probability, [(id, log-probability)] of the `logprobs` likeliest
+        ids) for the slots (row i of `logits` is slot slots[i]) whose requests ask for them: the
+        model's own distribution, before penalties, grammar and temperature (vLLM's default)."""
+        rows = [(i, s) for i, s in enumerate(slots) if self.slots[s] is not None
+                and self.slots[s].params.logprobs is not None]
+        if not rows:
+            return {}
+        lp = logits[[i for i, _ in rows]].float().log_softmax(-1)
+        chosen = lp.gather(1, torch.tensor([[tokens[s]] for _, s in rows], device=lp.device))[:, 0].tolist()
+        k = max(self.slots[s].params.logprobs for _, s in rows)
+        values, ids = lp.topk(k) if k else (lp[:, :0], lp[:, :0].long())
+        values, ids = values.tolist(), ids.tolist()  # one more sync, only when a row asks
+        out = {}
+        for j, (_, s) in enumerate(rows):
+            n = self.slots[s].params.logprobs
+            out[s] = (tokens[s], chosen[j], list(zip(ids[j][:n], values[j][:n])))
+        return out
+
+    def _emit(self, req: Request, token: int, events, scored: tuple | None = None) -> None:
         if token in req.params.eos_token_ids:
             self._finish(req, "stop", events)
             return
@@ -375,6 +396,8 @@ class Engine:
             self._finish(req, "error", events)
             return
         req.tokens.append(token)
+        if scored is not None:
+            req.logprobs.append(scored)  # before the event: a sink that reads it finds it there
         events.append((req, token))
         if req.matcher is not None and req.matcher.is_stopped():  # the grammar is complete: only EOS could follow
             self._finish(req, "stop", events)

@@ -85,6 +85,23 @@ def sampling_from(body: dict, gen_defaults, limit: int, stop_ids: tuple[int, ...
         logit_bias=logit_bias_from(body, vocab), stop=stop, seed=number(body, "seed", int, 0, 2 ** 63 - 1, None))
 
 
+MAX_TOP_LOGPROBS = {True: 20, False: 5}  # chat's top_logprobs, completions' logprobs (OpenAI's limits)
+
+
+def logprobs_from(body: dict, chat: bool) -> int | None:
+    """How many alternatives to report with each token's log-probability, or None for none: chat's
+    `logprobs` (true/false) with `top_logprobs`, completions' `logprobs` (a count)."""
+    if not chat:
+        return number(body, "logprobs", int, 0, MAX_TOP_LOGPROBS[False], None)
+    wanted = body.get("logprobs")
+    if wanted not in (None, True, False):
+        raise ApiError(400, "'logprobs' must be true or false", param="logprobs")
+    top = number(body, "top_logprobs", int, 0, MAX_TOP_LOGPROBS[True], None)
+    if top is not None and not wanted:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    return (top or 0) if wanted else None
+
+
 def chat_prompt(tok, body: dict, max_new: int, max_len: int, asked: bool = True,
                 functions: list[dict] | None = None) -> tuple[list[int], int]:
     """The prompt's ids and the reply's token budget: `max_new`, or, when the client did not ask

@@ -22,16 +22,43 @@ def usage(prompt: list[int], completions: list[int]) -> dict:
     return {"prompt_tokens": len(prompt), "completion_tokens": n, "total_tokens": len(prompt) + n}
 
 
-def chunk(top: dict, chat: bool, index: int, delta, finish: str | None, first: bool = False) -> dict:
+def chunk(top: dict, chat: bool, index: int, delta, finish: str | None, first: bool = False,
+          scores: dict | None = None) -> dict:
     """One stream event of choice `index`: `delta` is the chat delta's fields ({"content": ...},
-    {"tool_calls": [...]}, or {}) or a completion's text; a chat stream names the role in each
-    choice's first."""
+    {"tool_calls": [...]}, or {}) or a completion's text, `scores` its tokens' `logprobs`; a chat
+    stream names the role in each choice's first."""
     if chat:
         d = {"role": "assistant", "content": "", **delta} if first else delta
         return {**top, "object": "chat.completion.chunk",
-                "choices": [{"index": index, "delta": d, "finish_reason": finish}]}
+                "choices": [{"index": index, "delta": d, "logprobs": scores, "finish_reason": finish}]}
     return {**top, "object": "text_completion",
-            "choices": [{"index": index, "text": delta, "logprobs": None, "finish_reason": finish}]}
+            "choices": [{"index": index, "text": delta, "logprobs": scores, "finish_reason": finish}]}
+
+
+def _piece(tok, token: int) -> tuple[str, list[int]]:
+    raw = tok.piece_bytes(token)
+    return raw.decode("utf-8", errors="replace"), list(raw)
+
+
+def _finite(logprob: float) -> float:
+    return max(logprob, -9999.0)  # JSON has no -inf; OpenAI's floor for "impossible"
+
+
+def logprobs(tok, chat: bool, entries: list, offset: int = 0) -> dict:
+    """OpenAI's `logprobs` of (id, logprob, [(id, logprob)]) entries: chat's `content` list
+    (token, logprob, bytes, top_logprobs), or completions' parallel lists, their `text_offset`
+    counted from `offset` characters."""
+    if chat:
+        def one(token, logprob):
+            text, raw = _piece(tok, token)
+            return {"token": text, "logprob": _finite(logprob), "bytes": raw}
+        return {"content": [{**one(token, lp), "top_logprobs": [one(j, v) for j, v in top]}
+                            for token, lp, top in entries], "refusal": None}
+    tokens = [_piece(tok, token)[0] for token, _, _ in entries]
+    offsets = [offset + sum(map(len, tokens[:k])) for k in range(len(tokens))]
+    return {"tokens": tokens, "token_logprobs": [_finite(lp) for _, lp, _ in entries],
+            "top_logprobs": [{_piece(tok, j)[0]: _finite(v) for j, v in top} for _, _, top in entries],
+            "text_offset": offsets}
 
 
 def usage_chunk(top: dict, chat: bool, counts: dict) -> dict:
@@ -90,13 +117,16 @@ class ChatDeltas:
         return [], reason
 
 
-def whole(top: dict, chat: bool, choices: list[tuple[str, str]], counts: dict, functions=()) -> dict:
-    """The non-streamed body: (text, finish reason) of each choice, in order."""
+def whole(top: dict, chat: bool, choices: list[tuple[str, str]], counts: dict, functions=(),
+          scores: list | None = None) -> dict:
+    """The non-streamed body: (text, finish reason) of each choice, in order, and each choice's
+    `logprobs` (`scores`, None when not asked for)."""
+    scores = scores or [None] * len(choices)
     if chat:
         replies = [message(text, finish, functions) for text, finish in choices]
         return {**top, "object": "chat.completion", "usage": counts,
-                "choices": [{"index": i, "message": m, "finish_reason": finish}
+                "choices": [{"index": i, "message": m, "logprobs": scores[i], "finish_reason": finish}
                             for i, (m, finish) in enumerate(replies)]}
     return {**top, "object": "text_completion", "usage": counts,
-            "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": finish}
+            "choices": [{"index": i, "text": text, "logprobs": scores[i], "finish_reason": finish}
                         for i, (text, finish) in enumerate(choices)]}

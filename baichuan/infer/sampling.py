@@ -31,6 +31,7 @@ class SamplingParams:
     eos_token_ids: tuple[int, ...] = (2,)
     seed: int | None = None
     grammar: object | None = None   # structured.Grammar: only what it allows is sampled
+    logprobs: int | None = None     # report each token's log-probability and this many alternatives
 
     @classmethod
     def from_request(cls, g: GenerationConfig, stop_ids: tuple[int, ...] = (), *, max_new_tokens: int | None = None,

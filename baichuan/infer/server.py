@@ -28,8 +28,8 @@ from baichuan.errors import BaichuanError
 from baichuan.infer import openai_response as response
 from baichuan.infer.engine import Engine
 from baichuan.infer.openai_request import (ApiError, number, asked_max_tokens, chat_prompt, choice_count,
-                                           choice_params, completion_prompt, reply_grammar, sampling_from,
-                                           structure_from)
+                                           choice_params, completion_prompt, logprobs_from, reply_grammar,
+                                           sampling_from, structure_from)
 from baichuan.infer.sampling import SamplingParams
 from baichuan.infer.structured import Grammars
 from baichuan.infer.textstream import TextStream
@@ -229,9 +229,10 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         return runs
 
     async def pieces(request: Request, req, queue, params: SamplingParams):
-        """Text deltas as tokens arrive (decoded incrementally, stop strings honored), then the
-        finish reason. Cancels the request if the client disconnects."""
-        text, finish = TextStream(tokenizer, params.stop), None
+        """(text delta, None, the delta's tokens' log-probabilities or None) as tokens arrive
+        (decoded incrementally, stop strings honored), then ("", finish reason, None). Cancels
+        the request if the client disconnects."""
+        text, finish, scored = TextStream(tokenizer, params.stop), None, 0
         checked = time.monotonic()
         try:
             while finish is None:
@@ -263,10 +264,11 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
                         finish = "stop"
                         break
                 if delta:
-                    yield delta, None
+                    yield delta, None, scores(req, scored, len(text.ids))
+                    scored = len(text.ids)
             rest = text.finish()  # what was held back: a possible stop-string prefix, a partial character
             if rest:
-                yield rest, None
+                yield rest, None, scores(req, scored, len(text.ids))
         except (asyncio.CancelledError, GeneratorExit):
             engine.cancel(req)
             with lock:
@@ -279,7 +281,11 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         with lock:
             stats["completed"] += 1
             stats["completion_tokens"] += len(text.ids)
-        yield "", finish
+        yield "", finish, None
+
+    def scores(req, start: int, stop: int) -> list | None:
+        """The log-probabilities of the request's tokens start..stop, when it asked for them."""
+        return req.logprobs[start:stop] if req.params.logprobs is not None else None
 
     async def complete(request: Request, chat: bool):
         body = await read_body(request)
@@ -301,6 +307,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise ApiError(400, "'stream_options' must be an object", param="stream_options")
         if structure is not None:
             params = replace(params, grammar=await reply_grammar(structure, grammars))
+        params = replace(params, logprobs=logprobs_from(body, chat))
         runs = admit_all(prompt, choice_params(params, n), asyncio.get_running_loop())
         top = response.head(chat, cfg.model_name)
         choices = merge([pieces(request, req, queue, p) for req, queue, p in runs])
@@ -308,29 +315,37 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         def counts():
             return response.usage(prompt, [len(req.tokens) for req, _, _ in runs])
 
+        def scored(entries: list, offset: int = 0) -> dict | None:
+            return None if params.logprobs is None else response.logprobs(tokenizer, chat, entries, offset)
+
         if body.get("stream"):
             async def events():
                 first = [True] * n
                 split = [response.ChatDeltas(functions) for _ in range(n)]
-                async for i, (delta, finish) in choices:
+                held, offsets = [[] for _ in range(n)], [0] * n  # scores of text not sent yet; text sent
+                async for i, (delta, finish, scores) in choices:
+                    held[i] += scores or []
                     parts = split[i].add(delta) if chat else [delta] if delta else []
                     if finish and chat:
                         more, finish = split[i].finish(finish)
                         parts += more
                     for part in parts:
-                        yield response.chunk(top, chat, i, part, None, first[i])
-                        first[i] = False
+                        yield response.chunk(top, chat, i, part, None, first[i], scored(held[i], offsets[i]))
+                        offsets[i] += len(part) if isinstance(part, str) else 0
+                        held[i], first[i] = [], False
                     if finish or first[i]:
                         yield response.chunk(top, chat, i, {} if chat else "", finish, first[i])
                         first[i] = False
                 if options.get("include_usage"):
                     yield response.usage_chunk(top, chat, counts())
             return event_stream(events())
-        texts, finishes = [[] for _ in range(n)], ["stop"] * n
-        async for i, (delta, finish) in choices:
+        texts, finishes, entries = [[] for _ in range(n)], ["stop"] * n, [[] for _ in range(n)]
+        async for i, (delta, finish, scores) in choices:
             texts[i].append(delta)
+            entries[i] += scores or []
             finishes[i] = finish or finishes[i]
-        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts(), functions)
+        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts(), functions,
+                              [scored(e) for e in entries])
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -376,13 +391,13 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             return event_stream(refused())
         req, queue = admit(prepared.ids, params, asyncio.get_running_loop())
         if not stream:
-            text = [delta async for delta, _ in pieces(request, req, queue, params)]
+            text = [delta async for delta, _, _ in pieces(request, req, queue, params)]
             return finish("".join(text), prepared).to_dict()
 
         async def events():
             yield {"passages": [s.to_json() for s in prepared.sources]}
             text = []
-            async for delta, _ in pieces(request, req, queue, params):
+            async for delta, _, _ in pieces(request, req, queue, params):
                 if delta:
                     text.append(delta)
                     yield {"delta": delta}

@@ -46,20 +46,21 @@ def _llguidance():
 
 def token_bytes(tok, vocab: int) -> list[bytes]:
     """Each id's bytes as the model writes them, for `vocab` ids (the model's; ids past the
-    tokenizer's are empty). Control ids and reserved pieces are marked special (a 0xFF first byte,
-    llguidance's convention), so no grammar of text ever allows them."""
-    sp, out = tok.sp, []
+    tokenizer's are empty). Control, unknown and user-defined pieces (`<reserved_N>`, whose
+    first two are Baichuan's role tokens) are marked special, their name after a 0xFF byte
+    (llguidance's convention), so no grammar of text ever allows them."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    proto = pb.ModelProto()
+    proto.ParseFromString(tok.model_proto)
+    kinds = pb.ModelProto.SentencePiece
+    out = []
     for i in range(vocab):
-        if i >= sp.get_piece_size():
+        if i >= tok.vocab_size:
             out.append(b"")
-            continue
-        piece = sp.id_to_piece(i)
-        if sp.is_byte(i):
-            out.append(bytes([int(piece[3:-1], 16)]))
-        elif sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i) or piece.startswith("<reserved_"):
-            out.append(b"\xff" + piece.encode("utf-8"))
+        elif proto.pieces[i].type in (kinds.CONTROL, kinds.UNKNOWN, kinds.USER_DEFINED):
+            out.append(b"\xff" + proto.pieces[i].piece.encode("utf-8"))
         else:
-            out.append(piece.replace("\u2581", " ").encode("utf-8"))
+            out.append(tok.piece_bytes(i))
     return out
 
 
