@@ -14,11 +14,12 @@ Baichuan's templates have roles for system, user and assistant only, so tools tr
       To call functions, reply with nothing but one <tool_call>{"name": ..., "arguments": {...}}</tool_call>
       per call, one per line.
 
-- an assistant turn that calls tools is only those blocks, one per line:
-  `<tool_call>{"name": "get_weather", "arguments": {"city": "北京"}}</tool_call>`;
-- tool results (`role: "tool"`) are a user turn, each result as
-  `<tool_response>{"name": ..., "content": ...}</tool_response>`, one per line, consecutive
-  results in one turn.
+- an assistant turn that calls tools is only those blocks, one per line, in compact JSON (what
+  constrained decoding writes, structured.py):
+  `<tool_call>{"name":"get_weather","arguments":{"city":"北京"}}</tool_call>`;
+- tool results (`role: "tool"`) are a user turn, each result's content as it is in
+  `<tool_response>...</tool_response>`, one per line, in the order of the calls; consecutive
+  results are one turn.
 
 `plain_messages` turns OpenAI messages (assistant `tool_calls`, `role: "tool"`) into the
 system/user/assistant messages every template renders; `parse_calls` reads a reply back.
@@ -86,7 +87,8 @@ def format_call(name: str, arguments) -> str:
     """One call as the model writes it; `arguments` is an object or its JSON text."""
     if isinstance(arguments, str):
         arguments = json.loads(arguments)
-    return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CALL_CLOSE
+    return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False,
+                                  separators=(",", ":")) + CALL_CLOSE
 
 
 def parse_calls(text: str) -> list[tuple[str, str]] | None:
@@ -121,8 +123,8 @@ def _content(m: dict, i: int) -> str:
     return content
 
 
-def _calls_text(m: dict, i: int, known: dict[str, str]) -> str:
-    """An assistant message's `tool_calls` as call blocks; records each call's id -> name."""
+def _calls_text(m: dict, i: int) -> str:
+    """An assistant message's `tool_calls` as call blocks."""
     calls = m["tool_calls"]
     if not isinstance(calls, list) or not calls:
         raise ToolError(f"messages[{i}].tool_calls must be a non-empty list", "messages")
@@ -135,8 +137,6 @@ def _calls_text(m: dict, i: int, known: dict[str, str]) -> str:
             lines.append(format_call(f["name"], f.get("arguments") or "{}"))
         except (json.JSONDecodeError, TypeError):
             raise ToolError(f"messages[{i}].tool_calls[{j}].function.arguments is not JSON", "messages") from None
-        if isinstance(call.get("id"), str):
-            known[call["id"]] = f["name"]
     return "\n".join(lines)
 
 
@@ -146,17 +146,14 @@ def plain_messages(messages, functions: list[dict] | None = None) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise ToolError("'messages' must be a non-empty list", "messages")
     out: list[dict] = []
-    ids: dict[str, str] = {}  # tool_call_id -> function name, to name each result
     for i, m in enumerate(messages):
         role = m.get("role") if isinstance(m, dict) else None
         if role not in ("system", "user", "assistant", "tool"):
             raise ToolError(f"messages[{i}]: role must be system, user, assistant or tool", "messages")
         if role == "assistant" and m.get("tool_calls"):
-            text = _calls_text(m, i, ids)
+            text = _calls_text(m, i)
         elif role == "tool":
-            name = ids.get(m.get("tool_call_id")) or m.get("name") or "tool"
-            result = json.dumps({"name": name, "content": _content(m, i)}, ensure_ascii=False)
-            text = RESULT_OPEN + result + RESULT_CLOSE
+            text = RESULT_OPEN + _content(m, i) + RESULT_CLOSE
             if out and out[-1].get("tool"):  # consecutive results: one user turn
                 out[-1]["content"] += "\n" + text
                 continue

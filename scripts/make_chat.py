@@ -1614,15 +1614,93 @@ POLITE_DPO = [
 
 # =============================================================================================
 
+# =============================================================================================
+# Tool use (baichuan/toolcalls.py's format): the assistant calls a tool, reads its result, answers
+# =============================================================================================
+
+def tool(name: str, description: str, param: str) -> dict:
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
+        "type": "object", "properties": {param: {"type": "string"}}, "required": [param]}}}
+
+
+TOOL_WEATHER = {"zh": tool("get_weather", "查询城市今天的天气", "city"),
+                "en": tool("get_weather", "Today's weather in a city", "city")}
+TOOL_CALC = {"zh": tool("calculate", "计算算式", "expression"), "en": tool("calculate", "Evaluate arithmetic", "expression")}
+TOOL_POEM = tool("find_poem", "按题目查找古诗全文", "title")
+WEATHER_ZH = {"晴": "sunny", "多云": "cloudy", "小雨": "light rain", "阴": "overcast"}
+CITIES = [("北京", "Beijing"), ("上海", "Shanghai"), ("广州", "Guangzhou"), ("成都", "Chengdu"), ("西安", "Xi'an"),
+          ("杭州", "Hangzhou"), ("武汉", "Wuhan"), ("南京", "Nanjing")]
+WEATHER_Q_ZH = ["{c}今天天气怎么样？", "查一下{c}的天气。", "{c}现在多少度？", "今天去{c}要带伞吗？"]
+WEATHER_Q_EN = ["What's the weather in {c} today?", "How warm is it in {c}?", "Check the weather in {c}, please.",
+                "Do I need an umbrella in {c} today?"]
+CALC_Q_ZH = ["帮我算一下{a}×{b}。", "{a}乘{b}是多少？用计算器算。", "请计算{a}×{b}。"]
+CALC_Q_EN = ["Use the calculator: {a} times {b}?", "Please compute {a} × {b}.", "What's {a} × {b}? Calculate it."]
+NO_CALL = [  # tools offered, no call needed
+    ("zh", TOOL_WEATHER["zh"], "你能查天气吗？", "可以。告诉我城市名，我帮你查今天的天气。"),
+    ("zh", TOOL_CALC["zh"], "你好，你会算数吗？", "会的。把算式告诉我，我用计算工具帮你算。"),
+    ("zh", TOOL_POEM, "你能帮我找古诗吗？", "可以。告诉我诗的题目，我来查全文。"),
+    ("en", TOOL_WEATHER["en"], "Can you check the weather?", "Yes. Tell me the city and I will look up today's weather."),
+    ("en", TOOL_CALC["en"], "Hi! Can you do sums?", "Yes. Give me the expression and I will calculate it."),
+    ("en", TOOL_WEATHER["en"], "Thanks for the forecast!", "You're welcome! Ask me about another city any time."),
+]
+
+
+def tool_turns(tool_def: dict, question: str, arguments: dict, result: str, answer: str) -> list[dict]:
+    """user question -> assistant call -> tool result -> assistant answer, OpenAI style."""
+    name = tool_def["function"]["name"]
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": result}, {"role": "assistant", "content": answer}]
+
+
+def build_tools() -> list[dict]:
+    """Tool-use conversations, from their own seeded generator (the other rows stay as they were)."""
+    rng = random.Random(SEED + 1)
+    rows = []
+
+    def add(lang, kind, tool_def, messages):
+        rows.append({"lang": lang, "kind": kind, "tools": [tool_def], "messages": messages})
+
+    for k, (zh, en) in enumerate(CITIES):
+        sky, temp = rng.choice(sorted(WEATHER_ZH)), rng.randint(-2, 33)
+        result = json.dumps({"city": zh, "weather": sky, "temp_c": temp}, ensure_ascii=False)
+        umbrella = "要带伞。" if sky == "小雨" else "不用带伞。"
+        add("zh", "tool-weather", TOOL_WEATHER["zh"],
+            tool_turns(TOOL_WEATHER["zh"], WEATHER_Q_ZH[k % 4].format(c=zh), {"city": zh}, result,
+                       f"{zh}今天{sky}，气温{temp}°C，{umbrella}"))
+        result = json.dumps({"city": en, "weather": WEATHER_ZH[sky], "temp_c": temp})
+        add("en", "tool-weather", TOOL_WEATHER["en"],
+            tool_turns(TOOL_WEATHER["en"], WEATHER_Q_EN[k % 4].format(c=en), {"city": en}, result,
+                       f"{en} is {WEATHER_ZH[sky]} today, {temp}°C." + (" Take an umbrella." if sky == "小雨" else "")))
+    for k in range(6):
+        a, b = rng.randint(12, 99), rng.randint(12, 99)
+        add("zh", "tool-calc", TOOL_CALC["zh"], tool_turns(TOOL_CALC["zh"], CALC_Q_ZH[k % 3].format(a=a, b=b),
+                                                           {"expression": f"{a}*{b}"}, str(a * b), f"{a} × {b} = {a * b}。"))
+        a, b = rng.randint(12, 99), rng.randint(12, 99)
+        add("en", "tool-calc", TOOL_CALC["en"], tool_turns(TOOL_CALC["en"], CALC_Q_EN[k % 3].format(a=a, b=b),
+                                                           {"expression": f"{a}*{b}"}, str(a * b), f"{a} × {b} = {a * b}."))
+    for title, author, text in POEMS[:6]:
+        add("zh", "tool-poem", TOOL_POEM, tool_turns(TOOL_POEM, f"帮我查一下《{title}》的全文。", {"title": title},
+                                                     json.dumps({"title": title, "author": author, "text": text},
+                                                                ensure_ascii=False),
+                                                     f"《{title}》，{DYN[author]}{author}：{text}"))
+    for lang, tool_def, question, answer in NO_CALL:
+        add(lang, "tool-none", tool_def, [{"role": "user", "content": question}, {"role": "assistant", "content": answer}])
+    return rows
+
+
 def dump(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, separators=(", ", ": ")) + "\n" for r in rows)
 
 
 def render() -> tuple[str, str, dict]:
     sft = build_sft()
+    tools = build_tools()
     dpo = build_dpo()
-    stats = {"sft": sft, "dpo": dpo}
-    sft_text = dump([{"messages": r["messages"]} for r in sft])
+    stats = {"sft": sft, "tools": tools, "dpo": dpo}
+    sft_text = dump([{"messages": r["messages"]} for r in sft] + [{"tools": r["tools"], "messages": r["messages"]}
+                                                                  for r in tools])
     dpo_text = dump([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in dpo])
     return sft_text, dpo_text, stats
 
@@ -1642,6 +1720,9 @@ def summary(stats: dict) -> str:
     lines.append("  user turns: " + ", ".join(f"{k}: {v}" for k, v in sorted(turns.items())))
     kinds = Counter(r["kind"].replace("-multi", "") for r in sft)
     lines.append("  kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    tools = stats["tools"]
+    lines.append(f"tool use: {len(tools)} conversations, "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r['kind'] for r in tools).items())))
     lines.append(f"dpo: {len(dpo)} pairs, " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r['lang'] for r in dpo).items())))
     lines.append("  kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r['kind'] for r in dpo).items())))
     return "\n".join(lines)

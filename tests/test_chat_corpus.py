@@ -55,7 +55,12 @@ def exchanges(rows):
 
 @pytest.fixture(scope="module")
 def sft():
-    return load_chat("sft.jsonl")
+    return [row for row in load_chat("sft.jsonl") if "tools" not in row]
+
+
+@pytest.fixture(scope="module")
+def tool_use():
+    return [row for row in load_chat("sft.jsonl") if "tools" in row]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +119,33 @@ def test_replies_are_short(sft):
                 assert len(WORD.findall(m["content"])) <= MAX_WORDS, m["content"]
             if m["role"] == "system":
                 assert len(m["content"]) <= 100, m["content"]
+
+
+def test_tool_use_conversations(tool_use):
+    from baichuan.toolcalls import check_tools
+    from baichuan.train.chat_data import parse_conversation
+    assert 30 <= len(tool_use) <= 60
+    assert {lang_of(m["content"] or "" for m in row["messages"]) for row in tool_use} == {"zh", "en"}
+    calls = 0
+    for row in tool_use:
+        assert set(row) == {"tools", "messages"}
+        names = {f["name"]: f for f in check_tools(row["tools"])}
+        plain = parse_conversation(row)  # what SFT trains on: calls are assistant text, results user text
+        assert plain[0]["role"] == "system" and "<tools>" in plain[0]["content"]
+        msgs = row["messages"]
+        for k, m in enumerate(msgs):
+            for call in m.get("tool_calls") or []:
+                calls += 1
+                f = names[call["function"]["name"]]
+                arguments = json.loads(call["function"]["arguments"])
+                assert set(f["parameters"]["required"]) <= set(arguments) <= set(f["parameters"]["properties"])
+                result = msgs[k + 1]
+                assert result["role"] == "tool" and result["tool_call_id"] == call["id"]
+                if f["name"] == "calculate":  # the arithmetic the tool returns is right, and the answer says it
+                    a, b = map(int, arguments["expression"].split("*"))
+                    assert result["content"] == str(a * b) and str(a * b) in msgs[k + 2]["content"]
+        assert msgs[-1]["role"] == "assistant" and msgs[-1]["content"].strip()
+    assert calls >= 25
 
 
 def test_dpo_pairs(dpo):

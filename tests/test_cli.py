@@ -118,6 +118,36 @@ def test_chat_never_cuts_the_newest_message(tiny_model_dir, capsys, monkeypatch)
     assert code == 1 and "leaves no room for a message in the 256-token context" in err
 
 
+def test_chat_calls_tools_and_reads_the_typed_results(tmp_path, small_tokenizer, capsys, monkeypatch):
+    """`chat --tools`: the reply is a call in toolcalls.py's format (arguments as the schema says);
+    the line typed next is its result, after which the model answers again."""
+    import json
+
+    import torch
+
+    from baichuan.checkpoint import save_pretrained
+    from baichuan.config import preset
+    from baichuan.model import build
+    torch.manual_seed(0)
+    model_dir = save_pretrained(build(preset("tiny", vocab_size=small_tokenizer.vocab_size, max_len=2048)),
+                                tmp_path / "m", tokenizer=small_tokenizer)
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"enum": ["北京", "上海"]}}, "required": ["city"]}}}]))
+    code, out, err = run(["chat", str(model_dir), "--tools", str(tools), "--tool-choice", "get_weather",
+                          "--no-compile", "--max-new-tokens", "200"], capsys, stdin="北京天气？\n晴\n",
+                         monkeypatch=monkeypatch)
+    assert code == 0, err
+    replies = out.splitlines()
+    assert len(replies) == 2  # the call; then, after the typed result, the next reply (a call again: it is forced)
+    for reply in replies:
+        assert json.loads(reply.removeprefix("<tool_call>").removesuffix("</tool_call>"))["arguments"]["city"] in \
+            ("北京", "上海")
+    tools.write_text("[]")
+    code, _, err = run(["chat", str(model_dir), "--tools", str(tools)], capsys, stdin="", monkeypatch=monkeypatch)
+    assert code == 1 and "--tools" in err and "list of 1" in err
+
+
 def test_training_commands_show_their_own_flags_only(capsys):
     """`baichuan sft` has no --task (it is one) and no --preset (it starts from --init-from);
     --dpo-beta belongs to dpo; the fine-tuning flags are not pretraining's."""

@@ -169,3 +169,25 @@ def test_refused_requests_never_reach_the_engine(server):
             "tool_choice": {"type": "function", "function": {"name": "nope"}}}
     r = httpx.post(server.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 400 and server.cfg.stats["requests"] == before
+
+
+def load_example(name: str):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_examples_run_against_the_server(server, capsys):
+    tools = load_example("tool_calling")
+    tools.main(["北京天气？", "--base-url", server.url + "/v1", "--api-key", KEY, "--first-choice", "required",
+                "--rounds", "2"])
+    out = capsys.readouterr().out
+    assert out.startswith(("tool get_weather(", "tool calculate(")), out  # the first reply had to call
+    assert tools.calculate("(2+3)*4") == "20" and tools.calculate("__import__('os')").startswith("error")
+    extraction = load_example("json_extraction")
+    contact = extraction.main(["--base-url", server.url + "/v1", "--api-key", KEY])
+    assert isinstance(contact, extraction.Contact)

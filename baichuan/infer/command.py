@@ -7,6 +7,7 @@ table. Nothing heavy is imported until a command runs, so `--help` answers at on
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import os
 import sys
@@ -80,7 +81,39 @@ def add_chat_arguments(p) -> None:
                    help="compile the decode step once for the session (default: on a CPU for models under 1 GB, "
                         "where it doubles the speed; the first compile takes about a minute, later runs read "
                         "inductor's cache)")
+    p.add_argument("--tools", help="a JSON file of OpenAI tool definitions the model may call; you type each "
+                                   "call's result (the format: baichuan/toolcalls.py)")
+    p.add_argument("--tool-choice", default="auto", help="with --tools: auto (text or calls), required (calls), "
+                                                         "none, or a function's name (default auto)")
     _add_sampling(p)
+
+
+def _load_tools(path: str) -> list[dict]:
+    from baichuan.toolcalls import ToolError, check_tools
+    try:
+        return check_tools(json.loads(Path(path).read_text(encoding="utf-8")))
+    except OSError as e:
+        raise BaichuanError(f"--tools {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BaichuanError(f"--tools {path}: not JSON ({e})") from None
+    except ToolError as e:
+        raise BaichuanError(f"--tools {path}: {e}") from None
+
+
+def _tool_turns(calls: list[tuple[str, str]], interactive: bool) -> list[dict] | None:
+    """The assistant's calls and the results the user types for them, as OpenAI messages; None
+    when input ends."""
+    ids = [f"call_{i}" for i in range(len(calls))]
+    turns = [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": i, "type": "function", "function": {"name": name, "arguments": arguments}}
+        for i, (name, arguments) in zip(ids, calls)]}]
+    for i, (name, arguments) in zip(ids, calls):
+        try:
+            result = input(f"tool {name}({arguments})> " if interactive else "")
+        except EOFError:
+            return None
+        turns.append({"role": "tool", "tool_call_id": i, "content": result})
+    return turns
 
 
 def run_chat(args) -> None:
@@ -88,6 +121,7 @@ def run_chat(args) -> None:
     from baichuan.infer.engine import Engine
     from baichuan.runtime import compile_decode, load_model_and_tokenizer
     from baichuan.tokenizer import chat_template_for, fit_chat
+    from baichuan.toolcalls import parse_calls, plain_messages
     model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
     # the default (Baichuan 2's 2048) must leave room for the conversation in a short context
     params = _sampling(args, tok, room=model.cfg.max_len // 2)
@@ -99,6 +133,14 @@ def run_chat(args) -> None:
         raise BaichuanError("--system needs the baichuan2 chat template: Baichuan-13B-Chat's format has no "
                             "system prompt")
     messages = [{"role": "system", "content": args.system}] if args.system else []
+    functions = _load_tools(args.tools) if args.tools else None
+    if functions:  # a reply is text or calls, each call's arguments as its schema says (structured.py)
+        from baichuan.infer.structured import Grammars, tool_grammar
+        if args.tool_choice not in ("auto", "none", "required", *(f["name"] for f in functions)):
+            raise BaichuanError(f"--tool-choice {args.tool_choice}: not auto, none, required or a function of "
+                                f"--tools {args.tools}")
+        grammar = Grammars(tok, model.cfg.vocab_size, tok.stop_ids).compile(tool_grammar(functions, args.tool_choice))
+        params = dataclasses.replace(params, grammar=grammar)
     engine = Engine(model, max_batch=1, compile=compile_decode(model, args.compile))
     interactive = sys.stdin.isatty()
     if interactive:
@@ -126,21 +168,28 @@ def run_chat(args) -> None:
             continue
         if not line.strip():
             continue
+        sent = len(messages)
         messages.append({"role": "user", "content": line})
-        try:  # without --max-new-tokens a long message takes room from the reply; with it, it is refused
-            ids, max_new = fit_chat(tok, messages, template, params.max_new_tokens, model.cfg.max_len,
-                                    shrink=args.max_new_tokens is None, length_name="--max-new-tokens")
-        except BaichuanError as e:
-            print(f"error: {e}; the message was not sent", file=sys.stderr)
-            messages.pop()
-            continue
-        print("assistant> " if interactive else "", end="", flush=True)
-        reply = []
-        for piece in stream_text(model, tok, ids, dataclasses.replace(params, max_new_tokens=max_new), engine):
-            reply.append(piece)
-            print(piece, end="", flush=True)
-        print()
-        messages.append({"role": "assistant", "content": "".join(reply)})
+        while messages[-1]["role"] != "assistant":  # a reply, or calls whose results come back for one
+            try:  # without --max-new-tokens a long message takes room from the reply; with it, it is refused
+                ids, max_new = fit_chat(tok, plain_messages(messages, functions), template, params.max_new_tokens,
+                                        model.cfg.max_len, shrink=args.max_new_tokens is None,
+                                        length_name="--max-new-tokens")
+            except BaichuanError as e:
+                print(f"error: {e}; the message was not sent", file=sys.stderr)
+                del messages[sent:]
+                break
+            print("assistant> " if interactive else "", end="", flush=True)
+            reply = []
+            for piece in stream_text(model, tok, ids, dataclasses.replace(params, max_new_tokens=max_new), engine):
+                reply.append(piece)
+                print(piece, end="", flush=True)
+            print()
+            calls = parse_calls("".join(reply)) if functions else None
+            turns = _tool_turns(calls, interactive) if calls else [{"role": "assistant", "content": "".join(reply)}]
+            if turns is None:
+                return
+            messages += turns
 
 
 # --------------------------------------------------------------------------------------- serve

@@ -2,7 +2,13 @@
 
 Accepted JSONL lines (one conversation each):
     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}       OpenAI style
+    {"tools": [...], "messages": [..., {"role": "assistant", "tool_calls": [...]},
+                                  {"role": "tool", "tool_call_id": ..., "content": ...}, ...]}   with tool use
     {"conversations": [{"from": "human"|"gpt"|..., "value": "..."}, ...]}            Baichuan 2 fine-tune.py
+
+Tool use is written in toolcalls.py's format, as the server and `baichuan chat` write it: the
+tools in the system text, each call an assistant turn of `<tool_call>` blocks (learned), each
+result a user turn of `<tool_response>` blocks (not learned).
 
 Rendering is the chat prompt's (tokenizer.py): an optional system text with no role token, then
 195 + user text and 196 + assistant text per turn, no EOS between turns, EOS at the end. Labels
@@ -26,6 +32,7 @@ import numpy as np
 
 from baichuan.config import ASSISTANT_TOKEN_ID, USER_TOKEN_ID
 from baichuan.errors import BaichuanError
+from baichuan.toolcalls import ToolError, check_tools, plain_messages
 
 IGNORE = -100
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
@@ -69,6 +76,12 @@ def parse_conversation(record) -> list[dict]:
     raw = record[key] or []
     if not isinstance(raw, list):
         raise ValueError(f"{key}_not_a_list")
+    if key == "messages" and ("tools" in record or any(
+            isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in raw)):
+        try:  # tool calls and results become the text the model reads and writes (toolcalls.py)
+            raw = plain_messages(raw, check_tools(record["tools"]) if record.get("tools") else None)
+        except ToolError as e:
+            raise ValueError(f"bad_tool_use ({e})") from None
     turns = [(m.get(role_key), m.get(content_key)) if isinstance(m, dict) else (None, None) for m in raw]
     out = []
     for role, content in turns:
