@@ -325,3 +325,36 @@ def test_a_step_that_fails_part_way_still_delivers_what_it_did():
         engine.stop()
     assert len(calls) == 2 and heard[0][-1] is None and heard[1] == [None]
     assert [r.finish_reason for r in reqs] == ["length", "error"] and len(reqs[0].tokens) == 1
+
+
+def test_prefix_cache_reuses_prefixes_and_changes_no_output():
+    """Requests that share a long prefix (a system prompt, few-shot examples) reuse its keys and
+    values: the same greedy tokens and first-token logits as without the cache, fewer tokens
+    computed, and memory held within the bound."""
+    from baichuan.infer.prefix import BLOCK
+    model = small_model("baichuan2-7b")
+    torch.manual_seed(1)
+    shared = torch.randint(3, 300, (3 * BLOCK + 10,)).tolist()
+    prompts = [shared + torch.randint(3, 300, (k,)).tolist() for k in (1, 7, 30, 64, 5)] + [shared[:BLOCK + 3]]
+    params = SamplingParams(max_new_tokens=8, repetition_penalty=1.2, logprobs=3, **NO_EOS)
+    plain = Engine(model, max_batch=2, max_len=512)
+    cached = Engine(model, max_batch=2, max_len=512, prefix_cache_bytes=1 << 30)
+    for prompt in prompts:
+        a, b = plain.submit(prompt, params), cached.submit(prompt, params)
+        while not (a.done and b.done):
+            plain.step()
+            cached.step()
+        assert a.tokens == b.tokens
+        assert [lp for _, lp, _ in a.logprobs] == pytest.approx([lp for _, lp, _ in b.logprobs], abs=1e-5)
+    stats = cached.prefix.stats
+    assert stats["prefix_cache_hits"] == 5 and stats["prefix_cache_misses"] == 1
+    assert stats["prefix_cache_tokens_reused"] == 4 * 3 * BLOCK + BLOCK  # the last prompt reuses one block
+    per_token = 2 * model.cfg.num_layers * model.cfg.hidden_size * 4  # fp32 keys and values
+    assert stats["prefix_cache_bytes"] == sum(e.nbytes for e in cached.prefix.entries.values())
+    assert all(e.nbytes == len(e.tokens) * per_token for e in cached.prefix.entries.values())
+    # a bound of two blocks' worth keeps at most that much, dropping the least recently used
+    small = Engine(model, max_batch=2, max_len=512, prefix_cache_bytes=2 * BLOCK * per_token)
+    for prompt in (shared[:BLOCK + 1], shared[:2 * BLOCK + 1], list(range(3, 3 + BLOCK + 1))):
+        list(small.generate(prompt, SamplingParams(max_new_tokens=1, **NO_EOS)))
+    assert small.prefix.stats["prefix_cache_bytes"] <= 2 * BLOCK * per_token
+    assert [len(e.tokens) for e in small.prefix.entries.values()] == [BLOCK]

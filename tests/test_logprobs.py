@@ -98,3 +98,28 @@ def test_logprobs_out_of_range_are_400(server, path, extra, param):
     body = {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"prompt": "hi"}
     r = post(server, path, {**body, "max_tokens": 2, **extra})
     assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_a_shared_system_prompt_is_computed_once(tiny_model_dir):
+    """Chat requests with one long system prompt: the second reuses its keys and values (counted
+    in /metrics, within the bound) and answers exactly as a server without the cache does."""
+    pytest.importorskip("fastapi")
+    from test_server import Server
+    system = "你是百川助手。" + "请根据下面的资料回答问题。" * 20
+    answers = []
+    for cache in (0, 64 << 20):
+        s = Server(tiny_model_dir, max_new_tokens=16, max_len=1024, prefix_cache_bytes=cache)
+        try:
+            for q in ("春眠不觉晓的下一句？", "Who wrote Hamlet?"):
+                r = post(s, "/v1/chat/completions", {"messages": [{"role": "system", "content": system},
+                                                                  {"role": "user", "content": q}],
+                                                     "max_tokens": 8, "temperature": 0}).json()
+                answers.append(r["choices"][0]["message"]["content"])
+            metrics = httpx.get(s.url + "/metrics").text
+        finally:
+            s.close()
+    assert answers[:2] == answers[2:]
+    counts = dict(line.split() for line in metrics.splitlines())
+    assert int(counts["baichuan_prefix_cache_hits_total"]) == 1 and int(counts["baichuan_prefix_cache_misses_total"]) == 1
+    assert int(counts["baichuan_prefix_cache_tokens_reused_total"]) >= 64
+    assert 0 < int(counts["baichuan_prefix_cache_bytes"]) <= int(counts["baichuan_prefix_cache_max_bytes"]) == 64 << 20

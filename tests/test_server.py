@@ -35,7 +35,7 @@ class Server:
         self.model = load_pretrained(model_dir)
         self.tok = Tokenizer.load(model_dir)
         self.engine = Engine(self.model, max_batch=cfg.pop("max_batch", 4),
-                             max_len=cfg.pop("max_len", 256))
+                             max_len=cfg.pop("max_len", 256), prefix_cache_bytes=cfg.pop("prefix_cache_bytes", 0))
         index = cfg.pop("index", None)
         gen = cfg.pop("gen", None) or GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
         self.cfg = ServerConfig(model_name="tiny", api_key=KEY, **cfg)

@@ -205,6 +205,9 @@ def add_serve_arguments(p) -> None:
     g.add_argument("--max-batch", type=bounded(int, 1), default=8, help="requests decoded together (KV cache rows)")
     g.add_argument("--max-queue", type=bounded(int, 0), default=64, help="requests waiting beyond that; more get 503")
     g.add_argument("--max-len", type=bounded(int, 2), help="context per request (default: the model's)")
+    g.add_argument("--prefix-cache-mb", type=bounded(int, 0), default=512,
+                   help="memory for keys and values of prompt prefixes reused across requests (0: off; "
+                        "default 512)")
     p.add_argument("--compile", action="store_true", help="compile the decode step (CUDA graphs on GPUs); "
                                                           "compiled before serving starts")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
@@ -216,7 +219,8 @@ def run_serve(args) -> None:
     from baichuan.infer.server import serve
     serve(args.model, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("BAICHUAN_API_KEY"),
           max_batch=args.max_batch, max_queue=args.max_queue, max_len=args.max_len, device=args.device,
-          dtype=args.dtype, model_name=args.name, index_dir=args.index, compile=args.compile)
+          dtype=args.dtype, model_name=args.name, index_dir=args.index, compile=args.compile,
+          prefix_cache_mb=args.prefix_cache_mb)
 
 
 # ---------------------------------------------------------------------------------------- info

@@ -53,6 +53,7 @@ import torch
 
 from baichuan.errors import BaichuanError
 from baichuan.infer.cpu import column_major_weights, decode_backend, decode_backend_available
+from baichuan.infer.prefix import PrefixCache
 from baichuan.infer.sampling import SamplerState, SamplingParams, sample
 from baichuan.model import Baichuan, KVCache, NormHead
 
@@ -93,7 +94,7 @@ def _round64(n: int) -> int:
 
 class Engine:
     def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
-                 compile: bool = False, prefill_tokens: int = 4096):
+                 compile: bool = False, prefill_tokens: int = 4096, prefix_cache_bytes: int = 0):
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
         if compile and self.device.type == "cpu" and not decode_backend_available():
@@ -101,6 +102,7 @@ class Engine:
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
+        self.prefix = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None  # prefix.py
         # compiled, every span is a multiple of 64 (a guard on a size's alignment holds for all of
         # them) and a spare slot follows the longest: a span over the whole cache would be a
         # contiguous view, a case dynamo compiles separately
@@ -302,23 +304,37 @@ class Engine:
     def _prefill(self, reqs: list[Request], events) -> None:
         """One forward over the prompts of `reqs` (right-padded to the longest) into a scratch
         cache, then each row's keys and values into its slot. Padding comes after a row's real
-        tokens, so causal attention never lets it change them."""
-        longest = max(len(r.prompt) for r in reqs)
-        ids = torch.zeros(len(reqs), longest, dtype=torch.long, device=self.device)
-        for i, req in enumerate(reqs):
-            ids[i, :len(req.prompt)] = torch.tensor(req.prompt, device=self.device)
-        scratch = KVCache(self.model.cfg, len(reqs), longest, device=self.device, dtype=self.cache.k[0].dtype)
+        tokens, so causal attention never lets it change them. With a prefix cache, a row starts
+        from the longest prefix of its prompt stored there and computes only the rest."""
+        hits = [self.prefix.lookup(r.prompt) if self.prefix else (None, 0) for r in reqs]
+        rest = max(len(r.prompt) - n for r, (_, n) in zip(reqs, hits))
+        ids = torch.zeros(len(reqs), rest, dtype=torch.long, device=self.device)
+        for i, (req, (_, n)) in enumerate(zip(reqs, hits)):
+            ids[i, :len(req.prompt) - n] = torch.tensor(req.prompt[n:], device=self.device)
+        scratch = KVCache(self.model.cfg, len(reqs), max(n for _, n in hits) + rest, device=self.device,
+                          dtype=self.cache.k[0].dtype)
+        for i, (entry, n) in enumerate(hits):
+            if entry is not None:
+                for layer in range(len(scratch.k)):
+                    scratch.k[layer][i, :, :n] = entry.k[layer][:, :n]
+                    scratch.v[layer][i, :, :n] = entry.v[layer][:, :n]
+                scratch.lengths[i] = n
         hidden = self.model.model(ids, cache=scratch)
-        last = torch.tensor([len(r.prompt) - 1 for r in reqs], device=self.device)
+        last = torch.tensor([len(r.prompt) - n - 1 for r, (_, n) in zip(reqs, hits)], device=self.device)
         # the LM head on the last prompt position only: over the whole prompt it would cost more than the blocks
         logits = self.model.lm_head(hidden[torch.arange(len(reqs), device=self.device), last])
-        for i, req in enumerate(reqs):
+        if self.prefix:
+            for i, req in enumerate(reqs):
+                self.prefix.store(req.prompt, [k[i] for k in scratch.k], [v[i] for v in scratch.v])
+        for i, (req, (_, reused)) in enumerate(zip(reqs, hits)):
             n, slot = len(req.prompt), req.slot
             for layer in range(len(scratch.k)):
                 self.cache.k[layer][slot, :, :n] = scratch.k[layer][i, :, :n]
                 self.cache.v[layer][slot, :, :n] = scratch.v[layer][i, :, :n]
             self.cache.lengths[slot] = n
-            self.sampler.assign(slot, req.params, ids[i, :n])
+            # the repetition penalty's history is the whole prompt (the ids hold only what was computed)
+            prompt = ids[i, :n] if not reused else torch.tensor(req.prompt, device=self.device)
+            self.sampler.assign(slot, req.params, prompt)
         for i, req in enumerate(reqs):
             if not self._constrain(req.slot, req.slot + 1, events):
                 continue

@@ -5,6 +5,11 @@
     POST /v1/ask                (with --index: answers from documents with citations; stream or not)
     GET  /v1/models, /health, /metrics (Prometheus text), /  (the chat page)
 
+Chat and completions take OpenAI's fields: `n`, `logprobs`, the penalties, `logit_bias`, `seed`,
+`response_format` (json_object, json_schema) and, on chat, `tools` / `tool_choice`; the last two
+constrain decoding with a grammar (structured.py), in the tool-call format of toolcalls.py.
+Prompts that share a prefix with earlier ones reuse its keys and values (prefix.py).
+
 The server only translates HTTP to engine calls: openai_request.py reads a body (prompt, sampling
 settings, `n` choices, each field checked), openai_response.py writes the answers. `n` choices are
 `n` engine requests (seeded ones with seed, seed + 1, ...), merged into one stream or body.
@@ -427,6 +432,10 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         lines += [f"baichuan_active_requests {sum(s is not None for s in engine.slots)}",
                   f"baichuan_waiting_requests {len(engine.waiting)}",
                   f"baichuan_rows {engine.max_batch}"]
+        if engine.prefix is not None:  # counts end in _total; sizes are gauges
+            lines += [f"baichuan_{k}{'' if k.endswith(('bytes', 'entries')) else '_total'} {v}"
+                      for k, v in engine.prefix.stats.items()]
+            lines.append(f"baichuan_prefix_cache_max_bytes {engine.prefix.max_bytes}")
         return PlainTextResponse("\n".join(lines) + "\n")
 
     @app.get("/", response_class=HTMLResponse)
@@ -449,7 +458,8 @@ def _check_listen(host: str, port: int) -> None:
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 8, max_queue: int = 64, max_len: int | None = None, device: str | None = None,
-          dtype=None, model_name: str | None = None, index_dir: str | None = None, compile: bool = False) -> None:
+          dtype=None, model_name: str | None = None, index_dir: str | None = None, compile: bool = False,
+          prefix_cache_mb: int = 512) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -462,7 +472,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     if index_dir:
         from baichuan.rag.index import load_index
         index = load_index(index_dir)
-    engine = Engine(model, max_batch=max_batch, max_len=max_len, compile=compile)
+    engine = Engine(model, max_batch=max_batch, max_len=max_len, compile=compile,
+                    prefix_cache_bytes=prefix_cache_mb << 20)
     cfg = ServerConfig(model_name=model_name or Path(model_dir).resolve().name, api_key=api_key, max_queue=max_queue)
     app = create_app(engine, tok, load_generation_config(model_dir), cfg, index=index)
     if compile:
