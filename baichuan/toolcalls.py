@@ -75,12 +75,15 @@ def check_tools(tools) -> list[dict]:
     return functions
 
 
+TOOLS_HEAD = "# Tools\nYou may call functions to answer. Their JSON schemas:\n<tools>\n"
+TOOLS_TAIL = (f"\n</tools>\nTo call functions, reply with nothing but one {CALL_OPEN}{{\"name\": ..., \"arguments\": "
+              f"{{...}}}}{CALL_CLOSE} per call, one per line.")
+
+
 def tools_prompt(functions: list[dict]) -> str:
-    """The system text that lists `functions` and says how to call them."""
-    listed = "\n".join(json.dumps(f, ensure_ascii=False) for f in functions)
-    return (f"# Tools\nYou may call functions to answer. Their JSON schemas:\n<tools>\n{listed}\n</tools>\n"
-            f"To call functions, reply with nothing but one {CALL_OPEN}{{\"name\": ..., \"arguments\": {{...}}}}"
-            f"{CALL_CLOSE} per call, one per line.")
+    """The system text that lists `functions` (one JSON object each: name, description,
+    parameters) and says how to call them."""
+    return TOOLS_HEAD + "\n".join(json.dumps(f, ensure_ascii=False) for f in functions) + TOOLS_TAIL
 
 
 def format_call(name: str, arguments) -> str:

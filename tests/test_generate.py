@@ -42,6 +42,30 @@ def test_batched_pipeline_equals_hf_processors_row_by_row():
         assert torch.allclose(filtered[r][keep], ref[0][keep])
 
 
+@pytest.mark.parametrize("settings, kind", [
+    ([(0.3, 5, 0.85, 1.05), (2.0, 3, 0.5, 1.0), (1.0, 40, 1.0, 1.0)], "topk"),   # every row has a top-k
+    ([(0.7, 0, 1.0, 1.0), (1.3, 0, 1.0, 1.2)], "none"),                         # no row filters
+    ([(0.7, 0, 0.9, 1.0), (1.0, 4, 1.0, 1.0)], "sort"),                         # top-p without top-k
+])
+def test_every_plan_keeps_what_the_full_sort_keeps(settings, kind):
+    """The sampler skips the sort over the vocabulary where no row needs it (a top-k over all
+    rows, or no filter at all): the same ids kept, the same logits, the same seeded draws."""
+    from baichuan.infer.sampling import Plan
+    torch.manual_seed(3)
+    rows = len(settings)
+    logits = torch.randn(rows, 500) * 3
+    seen = torch.zeros(rows, 500, dtype=torch.bool).scatter(1, torch.randint(0, 500, (rows, 20)), True)
+    state = _state(rows, settings, seen)
+    plan = Plan.of([SamplingParams(do_sample=True, temperature=t, top_k=k, top_p=p, repetition_penalty=rep)
+                    for t, k, p, rep in settings])
+    assert plan.filter == kind and plan.repetition == any(rep != 1.0 for *_, rep in settings)
+    assert not (plan.mask or plan.openai or plan.bias)
+    full, ours = process(logits, state, True), process(logits, state, plan)
+    assert torch.equal(full[0], ours[0]) and torch.equal(full[1], ours[1])
+    uniform = torch.rand(rows)
+    assert torch.equal(sample(logits, state, uniform, True), sample(logits, state, uniform, plan))
+
+
 def test_draws_follow_the_filtered_distribution():
     torch.manual_seed(1)
     logits = torch.randn(2, 30)

@@ -215,5 +215,5 @@ def test_the_mask_is_applied_on_the_device_sampler():
     state.allowed[0, 2] = 1 << 3  # only id 67 for row 0; row 1 is free
     logits = torch.randn(2, 70)
     logits[0, 5] = 100.0
-    tokens = sample(logits, state, None, penalty=True)
+    tokens = sample(logits, state, None, plan=True)
     assert tokens.tolist() == [67, int(logits[1].argmax())]

@@ -54,7 +54,7 @@ import torch
 from baichuan.errors import BaichuanError
 from baichuan.infer.cpu import column_major_weights, decode_backend, decode_backend_available
 from baichuan.infer.prefix import PrefixCache
-from baichuan.infer.sampling import SamplerState, SamplingParams, sample
+from baichuan.infer.sampling import Plan, SamplerState, SamplingParams, sample
 from baichuan.model import Baichuan, KVCache, NormHead
 
 _ids = itertools.count()
@@ -222,9 +222,9 @@ class Engine:
         hi = self._row_count(active[-1] + 1)
         if not self._constrain(0, hi, events):
             return events
-        uniform, penalty = self._draws(0, hi)
+        uniform, plan = self._draws(0, hi, self.compiled)
         tokens, logits = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform,
-                                      penalty, self._span_carrier(self._span(hi)))
+                                      plan, self._span_carrier(self._span(hi)))
         tokens = tokens.tolist()  # the decode's host sync (admission syncs more: see the module docstring)
         scored = self._logprobs(range(hi), logits, tokens)
         idle = [s for s in range(hi) if self.slots[s] is None]
@@ -281,7 +281,7 @@ class Engine:
             if greedy_only:
                 kinds = kinds[:1]
             elif only is not None:  # as `_draws` makes them for a batch of such requests
-                kinds = kinds[2:] if only.do_sample else kinds[1:2] if only.adjusts_logits else kinds[:1]
+                kinds = kinds[2:] if only.do_sample else kinds[1:2] if Plan.of([only]).adjusts else kinds[:1]
             for uniform, penalty in kinds:
                 for span in self._spans():
                     for _ in range(calls):
@@ -289,14 +289,14 @@ class Engine:
                                      penalty, self._span_carrier(span))
                     self.cache.lengths.zero_()  # each call advanced every row by one slot
 
-    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, penalty: bool, span: torch.Tensor):
+    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, plan: Plan | bool, span: torch.Tensor):
         """The decode step (compiled when asked): the next token of rows [0, rows), attending over
         the first `span.shape[1]` slots, sampled on the device, recorded as each row's last token
         and in its repetition-penalty history."""
         cache = KVCache.view(k, v, lengths[:rows], 0, rows, span.shape[1])
         logits = self.model(last[:rows, None], cache=cache)[:, -1]
         state = self.sampler.rows(0, rows)
-        tokens = sample(logits, state, uniform, penalty)
+        tokens = sample(logits, state, uniform, plan)
         last[:rows] = tokens
         state.record(torch.arange(rows, device=tokens.device), tokens)
         return tokens, logits
@@ -366,23 +366,24 @@ class Engine:
             self._pinned_mask = torch.full(self.sampler.allowed.shape, -1, dtype=torch.int32, pin_memory=True)
         return self._pinned_mask
 
-    def _draws(self, lo: int, hi: int) -> tuple[torch.Tensor | None, bool]:
-        """(uniform draws for rows lo..hi, or None when every row is greedy; whether any row adjusts
-        its logits: a repetition, presence or frequency penalty, a logit bias). Draws come from each
-        request's own generator, so a seeded request samples the same tokens whatever else is in
-        the batch."""
+    def _draws(self, lo: int, hi: int, compiled: bool = False) -> tuple[torch.Tensor | None, Plan | bool]:
+        """(uniform draws for rows lo..hi, or None when every row is greedy; the sampler's Plan:
+        which passes over the vocabulary the rows need). Compiled, the plan is a bool, one graph
+        per kind: any adjustment (a grammar, a penalty, a logit bias) and every sampled batch run
+        all passes. Draws come from each request's own generator, so a seeded request samples the
+        same tokens whatever else is in the batch."""
         reqs = self.slots[lo:hi]
-        penalty = any(r is not None and r.params.adjusts_logits for r in reqs)
+        plan = Plan.of([r.params for r in reqs if r is not None])
         if all(r is None or not r.params.do_sample for r in reqs):
-            return None, penalty
+            return None, plan.adjusts if compiled else plan
         uniform = torch.empty(hi - lo)
         for i, req in enumerate(reqs):
             uniform[i] = torch.rand(1, generator=req.rng if req is not None and req.rng else self.generator)
-        return uniform.to(self.device, non_blocking=True), True
+        return uniform.to(self.device, non_blocking=True), True if compiled else plan
 
     def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
-        uniform, penalty = self._draws(lo, hi)
-        return sample(logits, self.sampler.rows(lo, hi), uniform, penalty)
+        uniform, plan = self._draws(lo, hi)
+        return sample(logits, self.sampler.rows(lo, hi), uniform, plan)
 
     def _logprobs(self, slots, logits: torch.Tensor, tokens) -> dict[int, tuple]:
         """slot -> (its token, the token's log-probability, [(id, log-probability)] of the `logprobs` likeliest

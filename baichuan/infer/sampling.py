@@ -70,12 +70,6 @@ class SamplingParams:
         if self.repetition_penalty <= 0:
             raise BaichuanError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
-    @property
-    def adjusts_logits(self) -> bool:
-        """Whether anything changes the logits before the argmax or the draw."""
-        return (self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
-                or bool(self.logit_bias) or self.grammar is not None)
-
 
 class SamplerState:
     """Per-row settings and history, as device tensors, for `rows` cache rows over `vocab` ids."""
@@ -125,47 +119,110 @@ class SamplerState:
         return view
 
 
-def process(logits: torch.Tensor, state: SamplerState) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class Plan:
+    """What a step's sampler must do for the rows it runs, so it skips passes over [rows, vocab]
+    that no row needs: the grammar mask, each kind of logit adjustment, and how to filter the
+    sampled rows (`filter`: "none" when no sampled row has top-k or top-p, "topk" when every one
+    has a top-k (the `top` largest of all, not a sort of the vocabulary), else "sort"). Each way
+    keeps the same ids (up to exact ties at a top-k boundary) and draws in vocabulary order, so
+    a seeded row samples the same tokens whatever the rest of its batch asks."""
+    mask: bool = True
+    repetition: bool = True
+    openai: bool = True            # presence and frequency penalties
+    bias: bool = True
+    filter: str = "sort"
+    top: int = 0
+
+    @classmethod
+    def of(cls, params: list[SamplingParams]) -> "Plan":
+        sampled = [p for p in params if p.do_sample]
+        if not sampled or all(p.top_k == 0 and p.top_p == 1.0 for p in sampled):
+            filter, top = "none", 0
+        elif all(p.top_k > 0 for p in sampled):
+            filter, top = "topk", max(p.top_k for p in sampled)
+        else:
+            filter, top = "sort", 0
+        return cls(mask=any(p.grammar is not None for p in params),
+                   repetition=any(p.repetition_penalty != 1.0 for p in params),
+                   openai=any(p.presence_penalty or p.frequency_penalty for p in params),
+                   bias=any(p.logit_bias for p in params), filter=filter, top=top)
+
+    @property
+    def adjusts(self) -> bool:
+        return self.mask or self.repetition or self.openai or self.bias
+
+
+EVERYTHING, NOTHING = Plan(), Plan(False, False, False, False)
+
+
+def _plan(plan: Plan | bool) -> Plan:
+    """A compiled step passes a bool (one graph per kind): True for every pass, False for none."""
+    return plan if isinstance(plan, Plan) else EVERYTHING if plan else NOTHING
+
+
+def allowed_ids(bits: torch.Tensor, vocab: int) -> torch.Tensor:
+    """A grammar bitmask [rows, words] (bit i of word w allows id 32 w + i) as bools [rows, vocab]."""
+    shifts = torch.arange(32, device=bits.device, dtype=torch.int32)
+    return ((bits[:, :, None] >> shifts) & 1).view(bits.shape[0], -1)[:, :vocab].bool()
+
+
+def process(logits: torch.Tensor, state: SamplerState, plan: Plan | bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(penalized logits, filtered logits) for logits [rows, V] and a state of as many rows: the
     first is what greedy rows take the argmax of; the second has -inf outside each row's top-k /
     top-p set, after temperature."""
-    logits = penalize(logits.float(), state)
+    plan = _plan(plan)
+    logits = penalize(logits.float(), state, plan)
     scaled = logits / state.temperature[:, None]
+    if plan.filter == "none":
+        return logits, scaled
     vocab = logits.shape[-1]
-    ordered, order = scaled.sort(dim=-1, descending=True)
-    k = torch.where(state.top_k > 0, state.top_k, vocab).clamp(max=vocab)
+    if plan.filter == "topk":
+        top = min(plan.top, vocab)
+        ordered, order = scaled.topk(top, dim=-1)
+    else:
+        top = vocab
+        ordered, order = scaled.sort(dim=-1, descending=True)
+    k = torch.where(state.top_k > 0, state.top_k, top).clamp(max=top)
     kth = ordered.gather(1, (k - 1)[:, None])
     ordered = ordered.masked_fill(ordered < kth, float("-inf"))
     probs = ordered.softmax(-1)
     above = probs.cumsum(-1) - probs  # probability mass strictly above each token
-    # HF drops a token when the mass at or below it is <= 1 - top_p, i.e. when the mass above is >= top_p
-    ordered = ordered.masked_fill(above >= state.top_p[:, None], float("-inf"))
+    # HF drops a token when the mass at or below it is <= 1 - top_p, i.e. when the mass above is >= top_p;
+    # HF applies no top-p at 1.0 (rounding could otherwise drop the far tail)
+    drop = (above >= state.top_p[:, None]) & (state.top_p[:, None] < 1.0)
+    ordered = ordered.masked_fill(drop, float("-inf"))
     filtered = torch.full_like(scaled, float("-inf")).scatter(1, order, ordered)
     return logits, filtered
 
 
-def penalize(logits: torch.Tensor, state: SamplerState) -> torch.Tensor:
+def penalize(logits: torch.Tensor, state: SamplerState, plan: Plan | bool = True) -> torch.Tensor:
     """Ids a grammar does not allow to -inf; HF's repetition penalty (logits of tokens already
     seen are divided if > 0, else multiplied), then OpenAI's presence and frequency penalties over
-    the generated tokens and the logit bias."""
-    ids = torch.arange(logits.shape[-1], device=logits.device)
-    allowed = (state.allowed[:, ids >> 5] >> (ids & 31).int()) & 1
-    logits = logits.masked_fill(allowed == 0, float("-inf"))
-    pen = state.penalty[:, None]
-    logits = torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
-    counts = state.counts
-    return (logits - state.presence[:, None] * (counts > 0) - state.frequency[:, None] * counts) + state.bias
+    the generated tokens and the logit bias: each only when `plan` says a row needs it."""
+    plan = _plan(plan)
+    if plan.mask:
+        logits = logits.masked_fill(~allowed_ids(state.allowed, logits.shape[-1]), float("-inf"))
+    if plan.repetition:
+        pen = state.penalty[:, None]
+        logits = torch.where(state.seen, torch.where(logits < 0, logits * pen, logits / pen), logits)
+    if plan.openai:
+        counts = state.counts
+        logits = logits - state.presence[:, None] * (counts > 0) - state.frequency[:, None] * counts
+    if plan.bias:
+        logits = logits + state.bias
+    return logits
 
 
 def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor | None,
-           penalty: bool = True) -> torch.Tensor:
+           plan: Plan | bool = True) -> torch.Tensor:
     """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1).
-    `uniform=None` means every row is greedy, which skips the sort over the vocabulary;
-    `penalty=False` means no row adjusts its logits (`SamplingParams.adjusts_logits`), which skips
-    that pass too."""
+    `uniform=None` means every row is greedy, which skips the filtering; `plan` (a Plan, or a
+    bool: all passes or none) says which passes over the vocabulary any row needs."""
+    plan = _plan(plan)
     if uniform is None:
-        return (penalize(logits.float(), state) if penalty else logits).argmax(-1)
-    penalized, filtered = process(logits, state)
+        return (penalize(logits.float(), state, plan) if plan.adjusts else logits).argmax(-1)
+    penalized, filtered = process(logits, state, plan)
     probs = filtered.softmax(-1)
     cdf = probs.cumsum(-1)
     # right side: the first token whose cumulative mass exceeds the draw, never a zero-mass one
