@@ -14,9 +14,9 @@ Baichuan's templates have roles for system, user and assistant only, so tools tr
       To call functions, reply with nothing but one <tool_call>{"name": ..., "arguments": {...}}</tool_call>
       per call, one per line.
 
-- an assistant turn that calls tools is only those blocks, one per line, in compact JSON (what
-  constrained decoding writes, structured.py):
-  `<tool_call>{"name":"get_weather","arguments":{"city":"北京"}}</tool_call>`;
+- an assistant turn that calls tools is only those blocks, one per line, JSON laid out as
+  Python's json.dumps writes it (and constrained decoding, structured.py, and Jinja's tojson):
+  `<tool_call>{"name": "get_weather", "arguments": {"city": "北京"}}</tool_call>`;
 - tool results (`role: "tool"`) are a user turn, each result's content as it is in
   `<tool_response>...</tool_response>`, one per line, in the order of the calls; consecutive
   results are one turn.
@@ -90,8 +90,7 @@ def format_call(name: str, arguments) -> str:
     """One call as the model writes it; `arguments` is an object or its JSON text."""
     if isinstance(arguments, str):
         arguments = json.loads(arguments)
-    return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False,
-                                  separators=(",", ":")) + CALL_CLOSE
+    return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CALL_CLOSE
 
 
 def parse_calls(text: str) -> list[tuple[str, str]] | None:

@@ -279,3 +279,29 @@ def test_a_tensor_type_that_cannot_be_read_is_named(tmp_path, small_tokenizer):
     with pytest.raises(BaichuanError, match="tensor 'token_embd.weight' has type I32, which gguf-py cannot dequantize"):
         import_gguf(path, tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_gguf_chat_template_renders_tool_use_as_the_server_writes_it():
+    """HF's apply_chat_template over the exported Baichuan 2 template, with `tools`, assistant
+    `tool_calls` (arguments as an object and as a string) and `tool` results, gives the ids the
+    server, chat and SFT build for the same conversation (toolcalls.py's format)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from baichuan.gguf.template import jinja_chat_template
+    from baichuan.templates import encode_chat_text
+    from baichuan.toolcalls import check_tools, plain_messages
+    tok = Tokenizer.load(assets("baichuan2", "tokenizer.model"))
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "查询天气", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    calls = [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "北京"}}},
+             {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "上海"}'}}]
+    for system in ([{"role": "system", "content": "你是百川。"}], []):
+        messages = system + [{"role": "user", "content": "北京和上海天气？"},
+                             {"role": "assistant", "content": None, "tool_calls": calls},
+                             {"role": "tool", "content": "晴"}, {"role": "tool", "content": "小雨"},
+                             {"role": "assistant", "content": "北京晴，上海小雨。"}, {"role": "user", "content": "谢谢"}]
+        text = render_jinja_template(conversations=[messages], tools=[weather], chat_template=jinja_chat_template(tok),
+                                     add_generation_prompt=True)[0][0]
+        assert "<tool_response>晴</tool_response>\n<tool_response>小雨</tool_response>" in text
+        assert encode_chat_text(tok, text) == build_chat_input(tok, plain_messages(messages, check_tools([weather])),
+                                                               "baichuan2")

@@ -165,7 +165,7 @@ def test_tool_messages_render_as_the_documented_text():
     plain = plain_messages(messages, functions)
     assert [m["role"] for m in plain] == ["system", "user", "assistant", "user"]
     assert plain[0]["content"].startswith("你是助手。\n\n# Tools\n") and '"name": "get_weather"' in plain[0]["content"]
-    assert plain[2]["content"] == '<tool_call>{"name":"get_weather","arguments":{"city":"北京"}}</tool_call>'
+    assert plain[2]["content"] == '<tool_call>{"name": "get_weather", "arguments": {"city": "北京"}}</tool_call>'
     assert plain[3]["content"] == "<tool_response>晴，25度</tool_response>\n<tool_response>北风</tool_response>"
     assert parse_calls(plain[2]["content"]) == [("get_weather", '{"city": "北京"}')]
 
@@ -181,7 +181,7 @@ def test_sft_learns_the_calls_and_the_answer_not_the_tools_or_results(small_toke
     tok = small_tokenizer
     ids, labels = render(tok, parse_conversation(record), tok.eos_id)
     learned = [lab for lab in labels if lab != IGNORE]
-    call = '<tool_call>{"name":"get_weather","arguments":{"city":"北京"}}</tool_call>'
+    call = '<tool_call>{"name": "get_weather", "arguments": {"city": "北京"}}</tool_call>'
     # the call, then EOS where the tool's turn begins, then the answer and EOS: nothing of the tools or results
     assert learned == tok.encode(call) + [tok.eos_id] + tok.encode("北京晴。") + [tok.eos_id]
     assert tok.decode(ids).count("<tool_response>晴</tool_response>") == 1 and "<tools>" in tok.decode(ids)

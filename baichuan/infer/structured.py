@@ -28,8 +28,9 @@ from baichuan.toolcalls import CALL_CLOSE, CALL_OPEN
 CACHE_SIZE = 64            # compiled grammars kept, least recently used dropped
 COMPILE_SECONDS = 5.0      # a grammar that takes longer to compile is refused
 MAX_CALLS = 8              # tool calls in one reply: weights that never stop calling stop here
-# JSON as compact text: no whitespace between tokens, so no weights can stall in endless blanks
-JSON_OPTIONS = {"whitespace_flexible": False}
+# JSON laid out as Python's json.dumps writes it (", " and ": ", no other whitespace): one layout,
+# so the model cannot stall in endless blanks, and the one toolcalls.py and the chat templates write
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 class GrammarError(BaichuanError):
