@@ -93,25 +93,28 @@ def format_call(name: str, arguments) -> str:
     return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CALL_CLOSE
 
 
-def parse_calls(text: str) -> list[tuple[str, str]] | None:
-    """(name, arguments as JSON text) of each call when `text` is a tool-call reply (only call
-    blocks, one per line, each a JSON object with a name and object arguments), else None."""
-    text = text.strip()
-    if not text.startswith(CALL_OPEN):
-        return None
+def leading_calls(text: str) -> tuple[list[tuple[str, str]], str]:
+    """(name, arguments as JSON text) of each whole call block at the start of `text` (one per
+    line, each a JSON object with a name and object arguments), and the text after them."""
     calls, end = [], 0
     for m in CALL_BLOCK.finditer(text):
         if text[end:m.start()].strip():
-            return None
+            break
         try:
             call = json.loads(m.group(1))
         except json.JSONDecodeError:
-            return None
+            break
         if not (isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)):
-            return None
+            break
         calls.append((call["name"], json.dumps(call["arguments"], ensure_ascii=False)))
         end = m.end()
-    return calls if calls and not text[end:].strip() else None
+    return calls, text[end:]
+
+
+def parse_calls(text: str) -> list[tuple[str, str]] | None:
+    """The calls of `text` when it is a tool-call reply (only call blocks), else None."""
+    calls, rest = leading_calls(text)
+    return calls if calls and not rest.strip() else None
 
 
 def _content(m: dict, i: int) -> str:

@@ -217,3 +217,47 @@ def test_the_mask_is_applied_on_the_device_sampler():
     logits[0, 5] = 100.0
     tokens = sample(logits, state, None, plan=True)
     assert tokens.tolist() == [67, int(logits[1].argmax())]
+
+
+def test_text_pieces_stay_text_and_markers_stay_out(setup):
+    """User-defined pieces that write text ("\\n", "，" in tokenizers trained here) are text to a
+    grammar; marker pieces (<reserved_N>, Baichuan's role tokens) and control ids never are."""
+    from baichuan.infer.structured import token_bytes
+    _, tok, _ = setup
+    pieces = token_bytes(tok, tok.vocab_size)
+    assert pieces[tok.sp.piece_to_id("\n")] == b"\n" and pieces[tok.sp.piece_to_id("，")] == "，".encode()
+    assert pieces[195].startswith(b"\xff<reserved_") and pieces[196].startswith(b"\xff<reserved_")
+    assert pieces[tok.eos_id] == b"\xff</s>"
+
+
+def test_tool_grammar_follows_refs_and_no_text_hides_a_call(setup):
+    model, tok, grammars = setup
+    params = {"type": "object", "$defs": {"Place": {"type": "object", "properties": {"city": {"enum": ["北京", "上海"]}},
+                                                    "required": ["city"]}},
+              "properties": {"place": {"$ref": "#/$defs/Place"}, "days": {"type": "integer", "minimum": 1,
+                                                                          "maximum": 7}},
+              "required": ["place"]}
+    functions = check_tools([{"type": "function", "function": {"name": "forecast", "parameters": params}}])
+    grammar = grammars.compile(tool_grammar(functions, "required"))
+    engine = Engine(model, max_batch=4)
+    for req in run_all(engine, [(tok.encode("天气"), sampled(s, grammar, 600)) for s in range(4)]):
+        for name, arguments in parse_calls(tok.decode(req.tokens)):
+            jsonschema.validate(json.loads(arguments), closed(params))
+    for choice in ("none", "auto"):  # blanks then a call would be read as a call: text cannot start so
+        matcher = grammars.compile(tool_grammar(functions, choice)).start()
+        ids = tok.encode(' \n<tool_call>{"name": "forecast", "arguments": {}}</tool_call>')
+        assert matcher.try_consume_tokens(ids) < len(ids)
+
+
+def test_a_cut_reply_of_calls_reads_the_same_streamed_and_whole():
+    from baichuan.infer.openai_response import ChatDeltas, message
+    text = format_call("a", {"x": 1}) + "\n" + format_call("b", {"y": "是"}) + '\n<tool_call>{"name": "a", "argu'
+    msg, finish = message(text, "length", may_call=True)
+    assert finish == "length" and [c["function"]["name"] for c in msg["tool_calls"]] == ["a", "b"]
+    deltas = ChatDeltas(may_call=True)
+    streamed = [d for k in range(0, len(text), 7) for d in deltas.add(text[k:k + 7])]
+    rest, finish = deltas.finish("length")
+    assert finish == "length" and not rest
+    assert [(d["tool_calls"][0]["index"], d["tool_calls"][0]["function"]) for d in streamed] == \
+        [(i, c["function"]) for i, c in enumerate(msg["tool_calls"])]
+    assert message(text, "length", may_call=False)[0]["content"] == text  # tool_choice "none": text

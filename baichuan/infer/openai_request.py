@@ -154,10 +154,12 @@ SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True)
 class Structure:
-    """What a reply must be: llguidance grammar text (structured.py), and the functions it may
-    call (their calls are read back into `tool_calls`)."""
+    """What a reply must be: llguidance grammar text (structured.py), the functions offered (the
+    prompt lists them) and whether the reply may call them (its calls are read back into
+    `tool_calls`; not with tool_choice "none")."""
     grammar: str
     functions: tuple[dict, ...] = ()
+    may_call: bool = False
 
 
 def reply_schema(body: dict) -> dict | None:
@@ -220,7 +222,7 @@ def structure_from(body: dict, chat: bool) -> Structure | None:
         parallel = body.get("parallel_tool_calls", True)
         if not isinstance(parallel, bool):
             raise ApiError(400, "'parallel_tool_calls' must be true or false", param="parallel_tool_calls")
-        return Structure(tool_grammar(functions, choice, schema, parallel), tuple(functions))
+        return Structure(tool_grammar(functions, choice, schema, parallel), tuple(functions), choice != "none")
     except BaichuanError as e:  # a schema llguidance cannot read, or no llguidance
         raise ApiError(400, f"the schema cannot be used: {e}", param="tools" if tools else "response_format") from None
 

@@ -298,6 +298,7 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         n = choice_count(body)
         structure = structure_from(body, chat)
         functions = structure.functions if structure else ()
+        may_call = bool(structure and structure.may_call)
         if chat:
             prompt, max_new = chat_prompt(tokenizer, body, params.max_new_tokens, max_len,
                                           asked=asked_max_tokens(body) is not None, functions=list(functions))
@@ -320,36 +321,18 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
         def counts():
             return response.usage(prompt, [len(req.tokens) for req, _, _ in runs])
 
-        def scored(entries: list, offset: int = 0) -> dict | None:
-            return None if params.logprobs is None else response.logprobs(tokenizer, chat, entries, offset)
+        def scored(entries: list, before: list[int] = ()) -> dict | None:
+            return None if params.logprobs is None else response.logprobs(tokenizer, chat, entries, before)
 
         if body.get("stream"):
-            async def events():
-                first = [True] * n
-                split = [response.ChatDeltas(functions) for _ in range(n)]
-                held, offsets = [[] for _ in range(n)], [0] * n  # scores of text not sent yet; text sent
-                async for i, (delta, finish, scores) in choices:
-                    held[i] += scores or []
-                    parts = split[i].add(delta) if chat else [delta] if delta else []
-                    if finish and chat:
-                        more, finish = split[i].finish(finish)
-                        parts += more
-                    for part in parts:
-                        yield response.chunk(top, chat, i, part, None, first[i], scored(held[i], offsets[i]))
-                        offsets[i] += len(part) if isinstance(part, str) else 0
-                        held[i], first[i] = [], False
-                    if finish or first[i]:
-                        yield response.chunk(top, chat, i, {} if chat else "", finish, first[i])
-                        first[i] = False
-                if options.get("include_usage"):
-                    yield response.usage_chunk(top, chat, counts())
-            return event_stream(events())
+            return event_stream(response.stream(choices, top, chat, n, may_call, scored,
+                                                counts if options.get("include_usage") else None))
         texts, finishes, entries = [[] for _ in range(n)], ["stop"] * n, [[] for _ in range(n)]
         async for i, (delta, finish, scores) in choices:
             texts[i].append(delta)
             entries[i] += scores or []
             finishes[i] = finish or finishes[i]
-        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts(), functions,
+        return response.whole(top, chat, [("".join(t), f) for t, f in zip(texts, finishes)], counts(), may_call,
                               [scored(e) for e in entries])
 
     @app.post("/v1/chat/completions")

@@ -17,6 +17,7 @@ time limit) and cached per grammar.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +29,7 @@ from baichuan.toolcalls import CALL_CLOSE, CALL_OPEN
 CACHE_SIZE = 64            # compiled grammars kept, least recently used dropped
 COMPILE_SECONDS = 5.0      # a grammar that takes longer to compile is refused
 MAX_CALLS = 8              # tool calls in one reply: weights that never stop calling stop here
+MARKER = re.compile(r"^<[^<>\s]+>$")  # a user-defined piece that names a token rather than writes text
 # JSON laid out as Python's json.dumps writes it (", " and ": ", no other whitespace): one layout,
 # so the model cannot stall in endless blanks, and the one toolcalls.py and the chat templates write
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -47,9 +49,10 @@ def _llguidance():
 
 def token_bytes(tok, vocab: int) -> list[bytes]:
     """Each id's bytes as the model writes them, for `vocab` ids (the model's; ids past the
-    tokenizer's are empty). Control, unknown and user-defined pieces (`<reserved_N>`, whose
-    first two are Baichuan's role tokens) are marked special, their name after a 0xFF byte
-    (llguidance's convention), so no grammar of text ever allows them."""
+    tokenizer's are empty). Control and unknown pieces, and user-defined pieces that look like
+    markers (`<reserved_N>`, whose first two are Baichuan's role tokens) are marked special, their
+    name after a 0xFF byte (llguidance's convention), so no grammar of text ever allows them;
+    other user-defined pieces ("\\n", digits, "，" in tokenizers trained here) are text."""
     from sentencepiece import sentencepiece_model_pb2 as pb
     proto = pb.ModelProto()
     proto.ParseFromString(tok.model_proto)
@@ -58,8 +61,11 @@ def token_bytes(tok, vocab: int) -> list[bytes]:
     for i in range(vocab):
         if i >= tok.vocab_size:
             out.append(b"")
-        elif proto.pieces[i].type in (kinds.CONTROL, kinds.UNKNOWN, kinds.USER_DEFINED):
-            out.append(b"\xff" + proto.pieces[i].piece.encode("utf-8"))
+            continue
+        piece = proto.pieces[i]
+        marker = piece.type == kinds.USER_DEFINED and MARKER.match(piece.piece)
+        if piece.type in (kinds.CONTROL, kinds.UNKNOWN) or marker:
+            out.append(b"\xff" + piece.piece.encode("utf-8"))
         else:
             out.append(tok.piece_bytes(i))
     return out
@@ -160,15 +166,29 @@ def _short(error: str) -> str:
 
 # ------------------------------------------------------------------------ grammar sources
 
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")  # name -> schema
+_SCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")                         # [schema]
+_SCHEMA_ONE = ("items", "additionalProperties", "contains", "propertyNames")  # schema
+
+
 def closed(schema):
     """`schema` with every object that does not say otherwise closed to the properties it names
     (`additionalProperties: false`), as OpenAI's strict mode requires of every schema: an open
-    object would let the model add keys, and weights that never close one, keys forever."""
-    if isinstance(schema, list):
-        return [closed(s) for s in schema]
+    object would let the model add keys, and weights that never close one, keys forever. It
+    walks the keywords that hold schemas (not `allOf`, `not` or conditionals, whose parts are
+    not whole objects on their own)."""
     if not isinstance(schema, dict):
         return schema
-    out = {k: v if k in ("enum", "const", "default", "examples") else closed(v) for k, v in schema.items()}
+    out = dict(schema)
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: closed(sub) for name, sub in out[key].items()}
+    for key in _SCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [closed(sub) for sub in out[key]]
+    for key in _SCHEMA_ONE:
+        if isinstance(out.get(key), dict):
+            out[key] = closed(out[key])
     if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
         out["additionalProperties"] = False
     return out
@@ -194,22 +214,24 @@ def tool_grammar(functions: list[dict], choice: str, reply_schema: dict | None =
                  parallel: bool = True) -> str:
     """The replies `tool_choice` allows, as a Lark grammar: `choice` "auto" (text, or calls of
     any function), "none" (text only), "required" (calls), or a function's name (one call of it);
-    one call at most unless `parallel`, else up to MAX_CALLS. Each call's arguments follow its function's parameter
-    schema (closed). Text is any reply that does not start with a call, or JSON of
-    `reply_schema` when a response_format asks for one (`reply_schema` {} : any JSON object)."""
-    def call(f):
-        return {"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                "properties": {"name": {"const": f["name"]}, "arguments": closed(f["parameters"])}}
-
+    one call at most unless `parallel`, else up to MAX_CALLS. Each call is written as
+    toolcalls.format_call writes it, its arguments following its function's parameter schema
+    (closed, a JSON root of its own, so its `$ref`s resolve). Text is any reply that does not
+    start with a call, or JSON of `reply_schema` when a response_format asks for one
+    (`reply_schema` {}: any JSON object)."""
     if choice not in ("auto", "none", "required"):
         functions = [f for f in functions if f["name"] == choice]
-    body = {"anyOf": [call(f) for f in functions]} if len(functions) > 1 else call(functions[0])
-    rules = [f"call: {json.dumps(CALL_OPEN)} {_lark_json({**body, 'x-guidance': JSON_OPTIONS})} "
-             f"{json.dumps(CALL_CLOSE)}",
-             f"calls: call (\"\\n\" call)~0..{MAX_CALLS - 1}" if parallel else "calls: call"]
+    rules = []
+    for i, f in enumerate(functions):
+        head = json.dumps(CALL_OPEN + '{"name": ' + json.dumps(f["name"]) + ', "arguments": ')
+        params = {**closed(f["parameters"]), "x-guidance": JSON_OPTIONS}
+        rules.append(f"call_{i}: {head} {_lark_json(params)} {json.dumps('}' + CALL_CLOSE)}")
+    rules.append("call: " + " | ".join(f"call_{i}" for i in range(len(functions))))
+    rules.append(f"calls: call (\"\\n\" call)~0..{MAX_CALLS - 1}" if parallel else "calls: call")
     text = "TEXT" if reply_schema is None else _lark_json(
         {**(closed(reply_schema) or {"type": "object"}), "x-guidance": JSON_OPTIONS})
-    rules.append(f"TEXT: /(?s:.*)/ & ~/(?s:{_regex_literal(CALL_OPEN)}.*)/")
+    # blanks before a call still make a call (toolcalls.parse_calls strips them), so text may not start so
+    rules.append(f"TEXT: /(?s:.*)/ & ~/(?s:\\s*{_regex_literal(CALL_OPEN)}.*)/")
     start = {"auto": f"start: {text} | calls", "none": f"start: {text}", "required": "start: calls"}
     rules.insert(0, start.get(choice, "start: call"))
     return _llguidance().LLMatcher.grammar_from_lark("\n".join(rules))
