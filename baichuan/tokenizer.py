@@ -458,7 +458,8 @@ def fit_chat(tok: Tokenizer, messages: list[dict], template: str, max_new_tokens
     if budget < 2 and not shrink:
         raise ContextTooLong(f"{length_name} {max_new_tokens} leaves no room for a prompt in the "
                              f"{max_len}-token context", field=length_name)
-    starts = [i for i, m in enumerate(messages) if m["role"] == "user"]   # each round begins at a user message
+    # each round begins at a user message; tool results (toolcalls.py) continue the round of their call
+    starts = [i for i, m in enumerate(messages) if m["role"] == "user" and not m.get("tool")]
     if not starts:
         raise BaichuanError("the conversation needs a user message")
     system = messages[:1] if messages[0]["role"] == "system" else []

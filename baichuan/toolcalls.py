@@ -147,7 +147,9 @@ def _calls_text(m: dict, i: int) -> str:
 
 def plain_messages(messages, functions: list[dict] | None = None) -> list[dict]:
     """OpenAI chat messages (with `tool_calls` and `role: "tool"`) -> system/user/assistant
-    messages with string content, the tools listed in the system text (module docstring)."""
+    messages with string content, the tools listed in the system text (module docstring). A user
+    turn of tool results carries `"tool": True`: it continues the round of the call it answers
+    (tokenizer.fit_chat keeps the two together)."""
     if not isinstance(messages, list) or not messages:
         raise ToolError("'messages' must be a non-empty list", "messages")
     out: list[dict] = []
@@ -167,7 +169,6 @@ def plain_messages(messages, functions: list[dict] | None = None) -> list[dict]:
         else:
             text = _content(m, i)
         out.append({"role": role, "content": text})
-    out = [{"role": m["role"], "content": m["content"]} for m in out]
     if functions:
         if out[0]["role"] == "system":
             out[0] = {"role": "system", "content": out[0]["content"].rstrip() + "\n\n" + tools_prompt(functions)}

@@ -261,3 +261,17 @@ def test_a_cut_reply_of_calls_reads_the_same_streamed_and_whole():
     assert [(d["tool_calls"][0]["index"], d["tool_calls"][0]["function"]) for d in streamed] == \
         [(i, c["function"]) for i, c in enumerate(msg["tool_calls"])]
     assert message(text, "length", may_call=False)[0]["content"] == text  # tool_choice "none": text
+
+
+def test_a_tool_result_keeps_its_call_and_question_when_history_is_cut(small_tokenizer):
+    from baichuan.tokenizer import fit_chat
+    tok = small_tokenizer
+    call = {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}}
+    messages = [{"role": "user", "content": "春眠不觉晓的下一句？" * 6}, {"role": "assistant", "content": "处处闻啼鸟。" * 6},
+                {"role": "user", "content": "北京天气？"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c", "content": "晴"}]
+    plain = plain_messages(messages)
+    newest = fit_chat(tok, plain[2:], "baichuan2", 8, 10 ** 6)[0]
+    ids, _ = fit_chat(tok, plain, "baichuan2", 8, len(newest) + 8 + 5)  # room for the newest round only
+    assert ids == newest and "北京天气" in tok.decode(ids) and "get_weather" in tok.decode(ids)
+    assert "春眠" not in tok.decode(ids)
