@@ -22,14 +22,16 @@ from pathlib import Path
 
 # Training settings per profile. "cpu" is sized for a 2-core laptop to finish within 15 minutes
 # (~2,000 tokens/s on the 11M-parameter `small` preset); "gpu" trains the ~100M `100m` preset.
+# SFT rows are longer than pretraining's (same tokens per step): a conversation with tools lists
+# their schemas first, 300-390 tokens in the cpu profile's 16k vocabulary.
 PROFILES = {
     "cpu": dict(preset="small", vocab_size=16000, seq_len=256, batch_size=16, steps=280, lr=1e-3, warmup=30,
-                eval_every=140, eval_batches=16, sft_steps=50, sft_lr=5e-4),
+                eval_every=140, eval_batches=16, sft_steps=50, sft_lr=5e-4, sft_seq_len=512, sft_batch_size=8),
     "gpu": dict(preset="100m", vocab_size=32000, seq_len=1024, batch_size=32, steps=3000, lr=6e-4, warmup=200,
-                eval_every=500, eval_batches=32, sft_steps=300, sft_lr=1e-4),
+                eval_every=500, eval_batches=32, sft_steps=300, sft_lr=1e-4, sft_seq_len=1024, sft_batch_size=32),
     # the test suite's end-to-end check: every stage, seconds not minutes
     "test": dict(preset="tiny", vocab_size=16000, seq_len=64, batch_size=4, steps=6, lr=1e-3, warmup=2,
-                 eval_every=6, eval_batches=2, sft_steps=3, sft_lr=1e-3),
+                 eval_every=6, eval_batches=2, sft_steps=3, sft_lr=1e-3, sft_seq_len=64, sft_batch_size=4),
 }
 SAMPLE_PROMPTS = ("床前明月光，", "子曰：", "To be, or not to be,", "And God said,")
 CHAT_TURNS = ("床前明月光的下一句是什么？", "Who wrote Hamlet?")
@@ -118,7 +120,7 @@ def run(out_dir: Path, profile: str = "cpu", baichuan_assets: str | None = None,
     t = _step(f"6/8 sft: {prof['sft_steps']} steps on the bundled chat set")
     chat_file = Path(corpus.__file__).parent / "chat" / "sft.jsonl"
     sft = train(TrainConfig(task="sft", data=str(chat_file), init_from=result["model_dir"], out=str(out_dir / "sft"),
-                            seq_len=prof["seq_len"], batch_size=prof["batch_size"], steps=prof["sft_steps"],
+                            seq_len=prof["sft_seq_len"], batch_size=prof["sft_batch_size"], steps=prof["sft_steps"],
                             lr=prof["sft_lr"], warmup=max(1, prof["sft_steps"] // 10), weight_decay=0.0,
                             log_every=max(1, prof["sft_steps"] // 6), ckpt_every=prof["sft_steps"],
                             eval_every=10 ** 9))
