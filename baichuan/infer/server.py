@@ -122,6 +122,68 @@ class Relay:
             queue.put_nowait(tok)
 
 
+async def request_pieces(request, req, queue, params: SamplingParams, engine: Engine, tokenizer, stats: dict,
+                         lock: threading.Lock):
+    """(text delta, None, the delta's tokens' log-probabilities or None) as the tokens of engine
+    request `req` arrive on `queue` (decoded incrementally, stop strings honored), then ("",
+    finish reason, None); counted in `stats`. Cancels the request if the client disconnects."""
+    text, finish, scored = TextStream(tokenizer, params.stop), None, 0
+    checked = time.monotonic()
+    try:
+        while finish is None:
+            try:
+                tok = await asyncio.wait_for(queue.get(), timeout=1.0)
+            except asyncio.TimeoutError:
+                tok = False
+            # a non-streaming client that hangs up is seen only by asking (tokens may never pause)
+            if tok is False or time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                if await request.is_disconnected():
+                    raise asyncio.CancelledError from None
+                if tok is False:
+                    continue
+            # a client that fell behind takes every token already here as one delta
+            toks = [tok]
+            while toks[-1] is not None and not queue.empty():
+                toks.append(queue.get_nowait())
+            delta = ""
+            for tok in toks:
+                if tok is None:
+                    if req.finish_reason == "error":
+                        raise ApiError(500, "generation failed; the server log has the cause", "server_error")
+                    finish = "length" if req.finish_reason == "length" else "stop"
+                    break
+                delta += text.add(tok)
+                if text.stopped:  # a stop string: the text ends before it, and so does the request
+                    engine.cancel(req)
+                    finish = "stop"
+                    break
+            if delta:
+                yield delta, None, scores(req, scored, len(text.ids))
+                scored = len(text.ids)
+        rest = text.finish()  # what was held back: a possible stop-string prefix, a partial character
+        if rest:
+            yield rest, None, scores(req, scored, len(text.ids))
+    except (asyncio.CancelledError, GeneratorExit):
+        engine.cancel(req)
+        with lock:
+            stats["cancelled"] += 1
+        raise
+    except ApiError:
+        with lock:
+            stats["failed"] += 1
+        raise
+    with lock:
+        stats["completed"] += 1
+        stats["completion_tokens"] += len(text.ids)
+    yield "", finish, None
+
+
+def scores(req, start: int, stop: int) -> list | None:
+    """The log-probabilities of the request's tokens start..stop, when it asked for them."""
+    return req.logprobs[start:stop] if req.params.logprobs is not None else None
+
+
 def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index=None):
     """The FastAPI app; `index` (baichuan.rag.Index) enables POST /v1/ask."""
     from fastapi import FastAPI, Request
@@ -233,64 +295,8 @@ def create_app(engine: Engine, tokenizer, gen_defaults, cfg: ServerConfig, index
             raise
         return runs
 
-    async def pieces(request: Request, req, queue, params: SamplingParams):
-        """(text delta, None, the delta's tokens' log-probabilities or None) as tokens arrive
-        (decoded incrementally, stop strings honored), then ("", finish reason, None). Cancels
-        the request if the client disconnects."""
-        text, finish, scored = TextStream(tokenizer, params.stop), None, 0
-        checked = time.monotonic()
-        try:
-            while finish is None:
-                try:
-                    tok = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    tok = False
-                # a non-streaming client that hangs up is seen only by asking (tokens may never pause)
-                if tok is False or time.monotonic() - checked > 0.5:
-                    checked = time.monotonic()
-                    if await request.is_disconnected():
-                        raise asyncio.CancelledError from None
-                    if tok is False:
-                        continue
-                # a client that fell behind takes every token already here as one delta
-                toks = [tok]
-                while toks[-1] is not None and not queue.empty():
-                    toks.append(queue.get_nowait())
-                delta = ""
-                for tok in toks:
-                    if tok is None:
-                        if req.finish_reason == "error":
-                            raise ApiError(500, "generation failed; the server log has the cause", "server_error")
-                        finish = "length" if req.finish_reason == "length" else "stop"
-                        break
-                    delta += text.add(tok)
-                    if text.stopped:  # a stop string: the text ends before it, and so does the request
-                        engine.cancel(req)
-                        finish = "stop"
-                        break
-                if delta:
-                    yield delta, None, scores(req, scored, len(text.ids))
-                    scored = len(text.ids)
-            rest = text.finish()  # what was held back: a possible stop-string prefix, a partial character
-            if rest:
-                yield rest, None, scores(req, scored, len(text.ids))
-        except (asyncio.CancelledError, GeneratorExit):
-            engine.cancel(req)
-            with lock:
-                stats["cancelled"] += 1
-            raise
-        except ApiError:
-            with lock:
-                stats["failed"] += 1
-            raise
-        with lock:
-            stats["completed"] += 1
-            stats["completion_tokens"] += len(text.ids)
-        yield "", finish, None
-
-    def scores(req, start: int, stop: int) -> list | None:
-        """The log-probabilities of the request's tokens start..stop, when it asked for them."""
-        return req.logprobs[start:stop] if req.params.logprobs is not None else None
+    def pieces(request: Request, req, queue, params: SamplingParams):
+        return request_pieces(request, req, queue, params, engine, tokenizer, stats, lock)
 
     async def complete(request: Request, chat: bool):
         body = await read_body(request)
