@@ -10,8 +10,8 @@ threads, 8 and 16 concurrent streams, in one run.
           -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON && cmake --build build --target llama-server -j
 
 Each server runs as its own process with as many slots (rows) as the most streams; each stream
-sends a `--prompt`-token text prompt and streams `--new` tokens with EOS forbidden, all streams
-at once. Reported per side: total generated tokens/s over the wall time, p50/p99 time to first
+sends a `--prompt`-token text prompt of its own (no prompt repeats, so neither side's prompt
+cache helps) and streams `--new` tokens with EOS forbidden, all streams at once. Reported per side: total generated tokens/s over the wall time, p50/p99 time to first
 token, and the server's peak RSS, ours also against its weight bytes plus KV cache bytes (the
 issue's bound: at most 1.3x). Random weights (models from cpu_vs_llamacpp.py's `prepare`).
 """
@@ -63,13 +63,13 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(q / 100 * len(xs)))]
 
 
-async def streams(url: str, n: int, prompt: str, new: int, extra: dict) -> dict:
-    """`n` concurrent streaming completions: total tokens/s, p50/p99 TTFT (ms)."""
+async def streams(url: str, prompts: list[str], new: int, extra: dict) -> dict:
+    """A streaming completion of each prompt, all at once: total tokens/s, p50/p99 TTFT (ms)."""
     import httpx
-    body = {"prompt": prompt, "max_tokens": new, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}, **extra}
 
-    async def one(client):
+    async def one(client, prompt):
+        body = {"prompt": prompt, "max_tokens": new, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}, **extra}
         t, first, tokens, usage = time.perf_counter(), None, 0, None
         async with client.stream("POST", url + "/v1/completions", json=body) as r:
             r.raise_for_status()
@@ -86,21 +86,23 @@ async def streams(url: str, n: int, prompt: str, new: int, extra: dict) -> dict:
 
     async with httpx.AsyncClient(timeout=3600, headers={"Authorization": "Bearer bench"}) as client:
         t = time.perf_counter()
-        results = await asyncio.gather(*[one(client) for _ in range(n)])
+        results = await asyncio.gather(*[one(client, p) for p in prompts])
         wall = time.perf_counter() - t
     ttfts = [r[0] * 1e3 for r in results]
     return {"tok_s": sum(r[1] for r in results) / wall, "tokens": sum(r[1] for r in results),
             "ttft_p50_ms": percentile(ttfts, 50), "ttft_p99_ms": percentile(ttfts, 99)}
 
 
-def run_side(cmd: list[str], url: str, counts: list[int], prompt: str, new: int, extra: dict, env=None) -> dict:
+def run_side(cmd: list[str], url: str, counts: list[int], prompts, new: int, extra: dict, env=None) -> dict:
+    """Start a server, warm it up, run each count of streams; `prompts(n, round)` gives n prompts,
+    none seen before (so no side reuses a cached prompt)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     try:
         ready = wait_ready(url, proc)
-        asyncio.run(streams(url, min(counts), prompt, 8, extra))  # warm-up: first touch, compile caches
+        asyncio.run(streams(url, prompts(min(counts), 0), 8, extra))  # warm-up: first touch, compile caches
         out = {"ready_s": ready}
-        for n in counts:
-            out[n] = asyncio.run(streams(url, n, prompt, new, extra))
+        for k, n in enumerate(counts, 1):
+            out[n] = asyncio.run(streams(url, prompts(n, k), new, extra))
         out["peak_rss_mb"] = peak_rss_mb(proc.pid)
         return out
     finally:
@@ -129,25 +131,29 @@ def main() -> None:
     from baichuan.tokenizer import Tokenizer
     cfg = load_config(dirs[args.precision])
     tok = Tokenizer.load(dirs[args.precision])
-    words = "春眠不觉晓，处处闻啼鸟。The quick brown fox jumps over the lazy dog. "
-    prompt = words * 40
-    prompt = tok.decode(tok.encode(prompt)[:args.prompt])
-    ctx = len(tok.encode(prompt)) + args.new + 16
+    import random
+    words = "春眠 不觉 晓 处处 闻 啼鸟 夜来 风雨 声 花落 知 多少 the quick brown fox jumps over lazy dog".split()
+
+    def prompts(n: int, round_: int) -> list[str]:  # different text per stream and round, about --prompt tokens
+        rng = random.Random(round_)
+        return [tok.decode(tok.encode(f"{round_}-{i}: " + " ".join(rng.choices(words, k=4 * args.prompt)))
+                           [:args.prompt]) for i in range(n)]
+    ctx = max(len(tok.encode(p)) for p in prompts(max(counts), 0)) + args.new + 16
     rows = max(counts)
     port = free_port()
     ours_cmd = [sys.executable, "-m", "baichuan.cli", "serve", str(dirs[args.precision]), "--port", str(port),
                 "--max-batch", str(rows), "--max-len", str(ctx), "--api-key", "bench", "--prefix-cache-mb", "0"]
     if args.precision == "bf16":
-        ours_cmd += ["--dtype", "bf16"]
+        ours_cmd += ["--dtype", "bfloat16"]
     if args.compile:
         ours_cmd.append("--compile")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    ours = run_side(ours_cmd, f"http://127.0.0.1:{port}", counts, prompt, args.new,
+    ours = run_side(ours_cmd, f"http://127.0.0.1:{port}", counts, prompts, args.new,
                     {"logit_bias": {str(i): -100 for i in tok.stop_ids}}, env)
     port = free_port()
     llama_cmd = [args.llama_server, "-m", str(ggufs[args.precision]), "--port", str(port), "-np", str(rows),
                  "-c", str(rows * ctx), "-t", str(args.threads), "--api-key", "bench", "--no-webui"]
-    peer = run_side(llama_cmd, f"http://127.0.0.1:{port}", counts, prompt, args.new, {"ignore_eos": True})
+    peer = run_side(llama_cmd, f"http://127.0.0.1:{port}", counts, prompts, args.new, {"ignore_eos": True})
     per_param = {"fp32": 4, "bf16": 2}.get(args.precision)
     weights = sum(f.stat().st_size for f in Path(dirs[args.precision]).glob("*.safetensors"))
     if per_param:  # the directory is fp32: bf16 holds half
@@ -155,7 +161,7 @@ def main() -> None:
     kv = 2 * cfg.num_layers * rows * ctx * cfg.hidden_size * (per_param or 2)
     bound_mb = (weights + kv) / 2 ** 20
     print(f"{args.shape} {args.precision} ({PRECISIONS[args.precision]} for llama.cpp), {args.threads} threads, "
-          f"{len(tok.encode(prompt))}-token prompts, {args.new} new tokens each; ready {ours['ready_s']:.0f} s vs "
+          f"{args.prompt}-token prompts (each its own), {args.new} new tokens each; ready {ours['ready_s']:.0f} s vs "
           f"{peer['ready_s']:.0f} s")
     for n in counts:
         a, b = ours[n], peer[n]
