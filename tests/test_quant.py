@@ -323,6 +323,33 @@ def test_use_kernels_switches_and_agrees_on_cpu_bf16():
         save_quantized(model, "/nonexistent/never-written")
 
 
+@pytest.mark.parametrize("mode, symmetric", [("int8", True), ("int4", True), ("int4", False)])
+def test_many_rows_take_a_bf16_gemm_with_the_reference_numbers(mode, symmetric):
+    """A prefill (CPU_GEMM_ROWS rows or more) with kernels on multiplies the weight dequantized
+    for the call, read back from the int4 kernel's own layout: the reference path's numbers
+    exactly; fewer rows keep torch's kernel."""
+    bits = 8 if mode == "int8" else 4
+    if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+        pytest.skip("this torch has no CPU int4 kernel")
+    torch.manual_seed(0)
+    w = torch.randn(192, 256)
+    m = Int8Linear(256, 192) if mode == "int8" else Int4Linear(256, 192, 32, symmetric)
+    for name, t in qlinear.quantize_weight(w, mode, 32, symmetric).items():
+        getattr(m, name).copy_(t)
+    reference = m.dequantize(torch.bfloat16)
+    x = torch.randn(qlinear.CPU_GEMM_ROWS[bits], 256).bfloat16()
+    expected = (F.linear(x, m.qweight.bfloat16()) * m.scales.bfloat16() if mode == "int8"
+                else F.linear(x, reference))
+    assert qlinear._try_kernel(m) is None
+    if mode == "int4":
+        assert m.cpu_unpack and m.qweight is None  # only the kernel's layout is kept, and read back
+        assert torch.equal(m.dequantize(torch.bfloat16), reference)
+    assert torch.equal(m(x), expected)
+    few = m(x[:qlinear.CPU_GEMM_ROWS[bits] - 1]).float()
+    reference_few = expected[:qlinear.CPU_GEMM_ROWS[bits] - 1].float()
+    assert (few - reference_few).norm() / reference_few.norm() < 0.02
+
+
 def test_a_wrong_or_missing_kernel_falls_back_to_the_reference_path(monkeypatch):
     monkeypatch.setattr(qlinear, "_verified", {})
     monkeypatch.setattr(qlinear, "_warned", set())

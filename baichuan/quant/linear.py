@@ -73,11 +73,31 @@ def unpack_int4(p: torch.Tensor) -> torch.Tensor:
 
 
 def dequantize_int4(qweight, scales, zeros, group_size: int, dtype=torch.float32) -> torch.Tensor:
-    out = qweight.shape[0]
-    w = (unpack_int4(qweight).view(out, -1, group_size).float() - 8) * scales.float()[..., None]
+    return _dequantize(unpack_int4(qweight), scales, zeros, group_size, dtype)
+
+
+def _dequantize(q, scales, zeros, group_size: int, dtype) -> torch.Tensor:
+    """(q - 8) * scale (+ zero) per group, from values q [out, in] of 0..15. Without zeros it is
+    computed in `dtype` itself: q - 8 is exact and the product is rounded once either way."""
+    out = q.shape[0]
+    work = torch.float32 if zeros is not None or dtype not in (torch.bfloat16, torch.float32) else dtype
+    w = q.view(out, -1, group_size).to(work)
+    w.sub_(8).mul_(scales.to(work)[..., None])  # in place: this runs per prefill on the kernel path
     if zeros is not None:
-        w = w + zeros.float()[..., None]
+        w.add_(zeros.float()[..., None])
     return w.view(out, -1).to(dtype)
+
+
+def unpack_int4_cpu(packed: torch.Tensor, out: int, cols: int) -> torch.Tensor:
+    """The values 0..15 [out, cols] of torch's CPU int4 layout (`_convert_weight_to_int4pack_for_cpu`
+    in torch 2.13): per block of 64 output rows, for each input column 32 bytes, byte a holding row
+    a in its low nibble and row 32 + a in its high one. use_kernels checks this against the values
+    it packed before relying on it."""
+    blocks = packed.view(out // 64, cols, 32)
+    q = torch.empty(out // 64, 64, cols, dtype=torch.uint8, device=packed.device)
+    q[:, :32] = (blocks & 15).transpose(1, 2)
+    q[:, 32:] = (blocks >> 4).transpose(1, 2)
+    return q.view(out, cols)
 
 
 def quantize_weight(w: torch.Tensor, mode: str, group_size: int, symmetric: bool) -> dict[str, torch.Tensor]:
@@ -86,6 +106,14 @@ def quantize_weight(w: torch.Tensor, mode: str, group_size: int, symmetric: bool
 
 
 # ------------------------------------------------------------------------------------ the modules
+
+# From this many rows on (a prompt's prefill, a large decode batch), a bf16 GEMM over the weight
+# dequantized for the call beats torch's CPU int8/int4 kernels, which cost the same per row at
+# any row count. On this project's 2-core AVX-512 VM, 2048 -> 5504: either kernel takes 0.077 ms
+# per row; the bf16 GEMM 0.9 ms at 16 rows and 2.9 at 256; making the bf16 weight takes 1 ms from
+# int8 and 7 ms from the int4 kernel's layout.
+CPU_GEMM_ROWS = {8: 16, 4: 128}
+
 
 class Int8Linear(nn.Module):
     """Buffers in their checkpoint dtypes whatever the activation dtype, so a model quantized in
@@ -103,8 +131,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x):
         if self.kernel and x.dtype == torch.bfloat16:
-            return torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.qweight,
-                                             self.kernel_scales).view(*x.shape[:-1], -1)
+            rows = x.reshape(-1, x.shape[-1])
+            if rows.shape[0] >= CPU_GEMM_ROWS[8] and x.device.type == "cpu":  # the reference path below, in bf16
+                return F.linear(x, self.qweight.to(x.dtype)) * self.kernel_scales
+            return torch._weight_int8pack_mm(rows, self.qweight, self.kernel_scales).view(*x.shape[:-1], -1)
         if x.dtype == torch.float16:  # x @ q.T is ~1/scale times the output and can pass fp16's 65504
             return F.linear(x, self.dequantize(x.dtype))
         return F.linear(x, self.qweight.to(x.dtype)) * self.scales.to(x.dtype)
@@ -132,11 +162,14 @@ class Int4Linear(nn.Module):
         # set by use_kernels, which drops the three tensors above: torch's packed layout for this device
         self.register_buffer("packed", None, persistent=False)
         self.register_buffer("scales_and_zeros", None, persistent=False)
+        self.cpu_unpack = False  # set by use_kernels where it read the CPU packed layout back exactly
 
     def forward(self, x):
         if self.packed is not None:  # use_kernels checked that the model computes in bf16
-            return _int4_mm(x.reshape(-1, x.shape[-1]), self.packed, self.group_size,
-                            self.scales_and_zeros).view(*x.shape[:-1], -1)
+            rows = x.reshape(-1, x.shape[-1])
+            if self.cpu_unpack and rows.shape[0] >= CPU_GEMM_ROWS[4]:
+                return F.linear(x, self.dequantize(x.dtype))
+            return _int4_mm(rows, self.packed, self.group_size, self.scales_and_zeros).view(*x.shape[:-1], -1)
         return F.linear(x, self.dequantize(x.dtype))
 
     @property
@@ -144,6 +177,10 @@ class Int4Linear(nn.Module):
         return self.packed is not None
 
     def dequantize(self, dtype=torch.float32):
+        if self.packed is not None:  # the kernel layout (CPU), read back: use_kernels checked it
+            scales, zeros = self.scales_and_zeros.transpose(0, 1).contiguous().unbind(-1)  # [out, groups]
+            q = unpack_int4_cpu(self.packed, self.out_features, self.in_features)
+            return _dequantize(q, scales, None if self.symmetric else zeros, self.group_size, dtype)
         return dequantize_int4(self.qweight, self.scales, self.zeros, self.group_size, dtype)
 
     def extra_repr(self):
@@ -279,7 +316,18 @@ def _int4_pack_for_kernel(m: Int4Linear):
     return packed, torch.stack((m.scales, zeros), dim=-1).transpose(0, 1).contiguous().bfloat16()
 
 
-_verified: dict[tuple, str | None] = {}  # layer kind and shape -> None if its kernel matched, else why not
+def _reads_back(m: Int4Linear) -> bool:
+    """Whether unpack_int4_cpu gives back the values m's packed CPU layout was made from."""
+    if m.packed.device.type != "cpu" or m.out_features % 64:
+        return False
+    try:
+        return torch.equal(unpack_int4_cpu(m.packed, m.out_features, m.in_features), unpack_int4(m.qweight))
+    except RuntimeError:  # another layout (another torch, another CPU): a view that does not fit
+        return False
+
+
+_verified: dict[tuple, str | None] = {}
+_reads: dict[tuple, bool] = {}  # layer kind and shape -> whether unpack_int4_cpu reads its packed layout  # layer kind and shape -> None if its kernel matched, else why not
 _warned: set[str] = set()
 
 
@@ -304,6 +352,9 @@ def _try_kernel(m: nn.Module) -> str | None:
                 m.kernel, m.kernel_scales = True, m.scales.to(torch.bfloat16)
             else:
                 m.packed, m.scales_and_zeros = _int4_pack_for_kernel(m)
+                if key not in _reads:
+                    _reads[key] = _reads_back(m)
+                m.cpu_unpack = _reads[key]
             if why == "unchecked":
                 err = ((m(x).float() - ref).abs().max() / ref.abs().max().clamp(min=1e-6)).item()
                 why = None if err < 2e-2 else f"disagrees with the reference path: relative error {err:.3g}"
