@@ -104,7 +104,8 @@ def leading_calls(text: str) -> tuple[list[tuple[str, str]], str]:
             call = json.loads(m.group(1))
         except json.JSONDecodeError:
             break
-        if not (isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)):
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str)
+                and isinstance(call.get("arguments"), dict)):
             break
         calls.append((call["name"], json.dumps(call["arguments"], ensure_ascii=False)))
         end = m.end()

@@ -326,8 +326,8 @@ def _reads_back(m: Int4Linear) -> bool:
         return False
 
 
-_verified: dict[tuple, str | None] = {}
-_reads: dict[tuple, bool] = {}  # layer kind and shape -> whether unpack_int4_cpu reads its packed layout  # layer kind and shape -> None if its kernel matched, else why not
+_verified: dict[tuple, str | None] = {}  # layer kind and shape -> None if its kernel matched, else why not
+_reads: dict[tuple, bool] = {}  # layer kind and shape -> whether unpack_int4_cpu reads its packed layout
 _warned: set[str] = set()
 
 
