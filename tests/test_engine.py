@@ -358,3 +358,22 @@ def test_prefix_cache_reuses_prefixes_and_changes_no_output():
         list(small.generate(prompt, SamplingParams(max_new_tokens=1, **NO_EOS)))
     assert small.prefix.stats["prefix_cache_bytes"] <= 2 * BLOCK * per_token
     assert [len(e.tokens) for e in small.prefix.entries.values()] == [BLOCK]
+
+
+@pytest.mark.parametrize("settings, kind", [(dict(top_k=5), "topk"), (dict(), "none"), (dict(top_p=0.9), True)])
+def test_compiled_sampling_kinds_draw_what_eager_draws(settings, kind, monkeypatch):
+    """A compiled step samples without sorting the vocabulary where it can (a top-k within
+    TOPK_CAP, or no filter): the same seeded tokens as with the sort, and as the eager engine."""
+    from baichuan.infer import engine as engine_module
+    model = small_model("baichuan-7b")
+    params = SamplingParams(max_new_tokens=8, do_sample=True, temperature=1.3, seed=5, **settings, **NO_EOS)
+    runs = []
+    for chosen in (engine_module.compiled_kind, lambda plan, sampled: True):  # the kind, then always the sort
+        monkeypatch.setattr(engine_module, "compiled_kind", chosen)
+        engine = Engine(model, max_batch=2, max_len=32, compile=True)
+        req = engine.submit([4, 5, 6], params)
+        engine.step()  # admitted: its plan is the compiled kind
+        runs.append((engine._draws(0, 1, compiled=True)[1], list(engine.generate([4, 5, 6], params))))
+    assert runs[0][0] == kind and runs[1][0] is True
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][1] == list(generate_ids(model, [4, 5, 6], params))  # and what the eager engine draws

@@ -54,7 +54,7 @@ import torch
 from baichuan.errors import BaichuanError
 from baichuan.infer.cpu import column_major_weights, decode_backend, decode_backend_available
 from baichuan.infer.prefix import PrefixCache
-from baichuan.infer.sampling import Plan, SamplerState, SamplingParams, sample
+from baichuan.infer.sampling import COMPILED, Plan, SamplerState, SamplingParams, compiled_kind, sample
 from baichuan.model import Baichuan, KVCache, NormHead
 
 _ids = itertools.count()
@@ -138,9 +138,10 @@ class Engine:
                     inductor_config.triton.cudagraph_dynamic_shape_warn_limit = max(limit, len(self._spans()))
                 for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
-            # one graph per row count and sampling kind (greedy / penalty / sampled): past dynamo's
-            # default limit of 8 graphs per function the rest would silently run eager
-            variants = 3 * len({self._row_count(n) for n in range(1, max_batch + 1)})
+            # one graph per row count and sampling kind (sampling.COMPILED): past dynamo's default
+            # limit of 8 graphs per function the rest would silently run eager
+            # (greedy: no pass or every pass; sampled: every pass, with a sort, a top-k or neither)
+            variants = (len(COMPILED) + 1) * len({self._row_count(n) for n in range(1, max_batch + 1)})
             limit = torch._dynamo.config.recompile_limit
             torch._dynamo.config.recompile_limit = max(limit, variants + 2)
             how = dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend)  # CPU: cpu.py
@@ -277,11 +278,13 @@ class Engine:
             return
         calls = 3 if self.device.type == "cuda" else 1
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
-            kinds = ((None, False), (None, True), (torch.zeros(rows, device=self.device), True))
+            draws = torch.zeros(rows, device=self.device)
+            kinds = [(None, False), (None, True)] + [(draws, kind) for kind in COMPILED if kind is not False]
             if greedy_only:
                 kinds = kinds[:1]
             elif only is not None:  # as `_draws` makes them for a batch of such requests
-                kinds = kinds[2:] if only.do_sample else kinds[1:2] if Plan.of([only]).adjusts else kinds[:1]
+                kind = compiled_kind(Plan.of([only]), only.do_sample)
+                kinds = [(draws if only.do_sample else None, kind)]
             for uniform, penalty in kinds:
                 for span in self._spans():
                     for _ in range(calls):
@@ -289,7 +292,7 @@ class Engine:
                                      penalty, self._span_carrier(span))
                     self.cache.lengths.zero_()  # each call advanced every row by one slot
 
-    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, plan: Plan | bool, span: torch.Tensor):
+    def _decode_rows(self, last, k, v, lengths, rows: int, uniform, plan: Plan | bool | str, span: torch.Tensor):
         """The decode step (compiled when asked): the next token of rows [0, rows), attending over
         the first `span.shape[1]` slots, sampled on the device, recorded as each row's last token
         and in its repetition-penalty history."""
@@ -366,20 +369,23 @@ class Engine:
             self._pinned_mask = torch.full(self.sampler.allowed.shape, -1, dtype=torch.int32, pin_memory=True)
         return self._pinned_mask
 
-    def _draws(self, lo: int, hi: int, compiled: bool = False) -> tuple[torch.Tensor | None, Plan | bool]:
+    def _draws(self, lo: int, hi: int, compiled: bool = False) -> tuple[torch.Tensor | None, Plan | bool | str]:
         """(uniform draws for rows lo..hi, or None when every row is greedy; the sampler's Plan:
-        which passes over the vocabulary the rows need). Compiled, the plan is a bool, one graph
-        per kind: any adjustment (a grammar, a penalty, a logit bias) and every sampled batch run
-        all passes. Draws come from each request's own generator, so a seeded request samples the
-        same tokens whatever else is in the batch."""
+        which passes over the vocabulary the rows need). Compiled, the plan is one of a few kinds,
+        a graph each (sampling.compiled_kind): a batch with any adjustment (a grammar, a penalty,
+        a logit bias) or any sampled row runs every adjustment pass. Draws come from each
+        request's own generator, so a seeded request samples the same tokens whatever else is in
+        the batch."""
         reqs = self.slots[lo:hi]
         plan = Plan.of([r.params for r in reqs if r is not None])
-        if all(r is None or not r.params.do_sample for r in reqs):
-            return None, plan.adjusts if compiled else plan
+        sampled = any(r is not None and r.params.do_sample for r in reqs)
+        kind = compiled_kind(plan, sampled) if compiled else plan
+        if not sampled:
+            return None, kind
         uniform = torch.empty(hi - lo)
         for i, req in enumerate(reqs):
             uniform[i] = torch.rand(1, generator=req.rng if req is not None and req.rng else self.generator)
-        return uniform.to(self.device, non_blocking=True), True if compiled else plan
+        return uniform.to(self.device, non_blocking=True), kind
 
     def _sample(self, logits, lo: int, hi: int) -> torch.Tensor:
         uniform, plan = self._draws(lo, hi)

@@ -154,11 +154,23 @@ class Plan:
 
 
 EVERYTHING, NOTHING = Plan(), Plan(False, False, False, False)
+TOPK_CAP = 64  # a compiled step samples among the top TOPK_CAP when every sampled row's top-k is within it
+# what a compiled step runs (one graph per kind): False and True for no pass or every pass (sampled
+# rows sorted), and for sampled batches that need no sort "none" or "topk", every adjustment included
+COMPILED = {False: NOTHING, True: EVERYTHING, "none": Plan(filter="none"), "topk": Plan(filter="topk", top=TOPK_CAP)}
 
 
-def _plan(plan: Plan | bool) -> Plan:
-    """A compiled step passes a bool (one graph per kind): True for every pass, False for none."""
-    return plan if isinstance(plan, Plan) else EVERYTHING if plan else NOTHING
+def compiled_kind(plan: Plan, sampled: bool) -> bool | str:
+    """The kind (a key of COMPILED) a compiled step runs a batch of this plan as."""
+    if not sampled:
+        return plan.adjusts
+    if plan.filter == "topk" and plan.top <= TOPK_CAP:
+        return "topk"
+    return "none" if plan.filter == "none" else True
+
+
+def _plan(plan: Plan | bool | str) -> Plan:
+    return plan if isinstance(plan, Plan) else COMPILED[plan]
 
 
 def allowed_ids(bits: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -167,7 +179,7 @@ def allowed_ids(bits: torch.Tensor, vocab: int) -> torch.Tensor:
     return ((bits[:, :, None] >> shifts) & 1).view(bits.shape[0], -1)[:, :vocab].bool()
 
 
-def process(logits: torch.Tensor, state: SamplerState, plan: Plan | bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def process(logits: torch.Tensor, state: SamplerState, plan: Plan | bool | str = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(penalized logits, filtered logits) for logits [rows, V] and a state of as many rows: the
     first is what greedy rows take the argmax of; the second has -inf outside each row's top-k /
     top-p set, after temperature."""
@@ -196,7 +208,7 @@ def process(logits: torch.Tensor, state: SamplerState, plan: Plan | bool = True)
     return logits, filtered
 
 
-def penalize(logits: torch.Tensor, state: SamplerState, plan: Plan | bool = True) -> torch.Tensor:
+def penalize(logits: torch.Tensor, state: SamplerState, plan: Plan | bool | str = True) -> torch.Tensor:
     """Ids a grammar does not allow to -inf; HF's repetition penalty (logits of tokens already
     seen are divided if > 0, else multiplied), then OpenAI's presence and frequency penalties over
     the generated tokens and the logit bias: each only when `plan` says a row needs it."""
@@ -215,10 +227,10 @@ def penalize(logits: torch.Tensor, state: SamplerState, plan: Plan | bool = True
 
 
 def sample(logits: torch.Tensor, state: SamplerState, uniform: torch.Tensor | None,
-           plan: Plan | bool = True) -> torch.Tensor:
+           plan: Plan | bool | str = True) -> torch.Tensor:
     """Next ids [rows]: argmax for greedy rows, else a draw at `uniform` [rows] in [0, 1).
     `uniform=None` means every row is greedy, which skips the filtering; `plan` (a Plan, or a
-    bool: all passes or none) says which passes over the vocabulary any row needs."""
+    compiled step's kind: a key of COMPILED) says which passes over the vocabulary any row needs."""
     plan = _plan(plan)
     if uniform is None:
         return (penalize(logits.float(), state, plan) if plan.adjusts else logits).argmax(-1)
