@@ -68,20 +68,13 @@ def _added_tokens(tok: Tokenizer) -> tuple[dict[str, tuple[int, bool, bool]], re
     """(text -> (id, lstrip, rstrip), the pattern that finds them) of every token split out of the
     text before SentencePiece runs: unknown, control and user-defined pieces, and the config's
     added tokens."""
-    proto = _proto(tok)
+    proto = tok.proto()
     kinds = (proto.SentencePiece.UNKNOWN, proto.SentencePiece.CONTROL, proto.SentencePiece.USER_DEFINED)
     out = {p.piece: (i, False, False) for i, p in enumerate(proto.pieces) if p.type in kinds}
     for key, entry in (tok.hf_config.get("added_tokens_decoder") or {}).items():
         if isinstance(entry, dict) and isinstance(entry.get("content"), str):
             out[entry["content"]] = (int(key), bool(entry.get("lstrip")), bool(entry.get("rstrip")))
     return out, re.compile("|".join(re.escape(t) for t in sorted(out, key=len, reverse=True)))
-
-
-def _proto(tok: Tokenizer):
-    from sentencepiece import sentencepiece_model_pb2
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(tok.model_proto)
-    return proto
 
 
 def encode_chat_text(tok: Tokenizer, text: str) -> list[int]:
@@ -103,16 +96,8 @@ def _encode_stretch(tok: Tokenizer, text: str, prefix: bool, lstrip: bool, rstri
     text = text.rstrip() if rstrip else text
     if not text:
         return []
-    return tok.encode(text) if prefix else _without_dummy_prefix(tok).encode(text)
-
-
-@cache  # per tokenizer object
-def _without_dummy_prefix(tok: Tokenizer):
-    """The same SentencePiece model with its dummy prefix off (HF's non-legacy stretches)."""
-    import sentencepiece as spm
-    proto = _proto(tok)
-    proto.normalizer_spec.add_dummy_prefix = False
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    # HF's non-legacy stretches: no dummy prefix
+    return tok.encode(text) if prefix else tok.without_dummy_prefix.encode(text)
 
 
 def build_chat_input_jinja(tok: Tokenizer, messages: list[dict], **_budget) -> list[int]:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -148,6 +149,24 @@ class Tokenizer:
     def piece(self, token_id: int) -> str:
         self._check_id(token_id)
         return self.sp.id_to_piece(token_id)
+
+    def proto(self):
+        """The SentencePiece ModelProto of this model (a fresh copy: pieces with their types,
+        the normalizer spec)."""
+        from sentencepiece import sentencepiece_model_pb2
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(self.model_proto)
+        return proto
+
+    @cached_property
+    def without_dummy_prefix(self) -> spm.SentencePieceProcessor:
+        """This model with its dummy-prefix space off (Baichuan 1's tokenizer has one): an
+        encoding decodes back to exactly the text given. `sp` itself where it has none."""
+        proto = self.proto()
+        if not proto.normalizer_spec.add_dummy_prefix:
+            return self.sp
+        proto.normalizer_spec.add_dummy_prefix = False
+        return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
 
     def piece_bytes(self, token_id: int) -> bytes:
         """The bytes id `token_id` writes into the decoded text: a byte piece's byte, any other

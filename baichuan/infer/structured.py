@@ -53,10 +53,8 @@ def token_bytes(tok, vocab: int) -> list[bytes]:
     markers (`<reserved_N>`, whose first two are Baichuan's role tokens) are marked special, their
     name after a 0xFF byte (llguidance's convention), so no grammar of text ever allows them;
     other user-defined pieces ("\\n", digits, "，" in tokenizers trained here) are text."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
-    proto = pb.ModelProto()
-    proto.ParseFromString(tok.model_proto)
-    kinds = pb.ModelProto.SentencePiece
+    proto = tok.proto()
+    kinds = proto.SentencePiece
     out = []
     for i in range(vocab):
         if i >= tok.vocab_size:
@@ -69,21 +67,6 @@ def token_bytes(tok, vocab: int) -> list[bytes]:
         else:
             out.append(tok.piece_bytes(i))
     return out
-
-
-def _plain_encoder(tok):
-    """Text -> ids with no dummy-prefix space (Baichuan 1's tokenizer adds one), so an encoding
-    decodes back to exactly the bytes given, as llguidance expects."""
-    from sentencepiece import SentencePieceProcessor
-    from sentencepiece import sentencepiece_model_pb2 as pb
-    proto = pb.ModelProto()
-    proto.ParseFromString(tok.model_proto)
-    if not proto.normalizer_spec.add_dummy_prefix:
-        sp = tok.sp
-    else:
-        proto.normalizer_spec.add_dummy_prefix = False
-        sp = SentencePieceProcessor(model_proto=proto.SerializeToString())
-    return lambda data: sp.encode(data.decode("utf-8", errors="replace"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +96,9 @@ class Grammars:
         class Wrapped:  # what llguidance.TokenizerWrapper reads
             eos_token_id, bos_token_id, tokens = self.stop_ids[0], self.tok.bos_id, pieces
             special_token_ids = [i for i, b in enumerate(pieces) if b.startswith(b"\xff")]
-            __call__ = staticmethod(_plain_encoder(self.tok))
+            # llguidance expects an encoding to decode back to exactly the bytes given
+            __call__ = staticmethod(lambda data, sp=self.tok.without_dummy_prefix:
+                                    sp.encode(data.decode("utf-8", errors="replace")))
 
         self.tokenizer = llg.LLTokenizer(llg.TokenizerWrapper(Wrapped()), n_vocab=self.vocab,
                                          eos_token=list(self.stop_ids))
