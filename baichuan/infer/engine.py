@@ -54,7 +54,7 @@ import torch
 from baichuan.errors import BaichuanError
 from baichuan.infer.cpu import column_major_weights, decode_backend, decode_backend_available
 from baichuan.infer.prefix import PrefixCache
-from baichuan.infer.sampling import COMPILED, Plan, SamplerState, SamplingParams, compiled_kind, sample
+from baichuan.infer.sampling import COMPILED_KINDS, Plan, SamplerState, SamplingParams, compiled_kind, sample
 from baichuan.model import Baichuan, KVCache, NormHead
 
 _ids = itertools.count()
@@ -138,10 +138,9 @@ class Engine:
                     inductor_config.triton.cudagraph_dynamic_shape_warn_limit = max(limit, len(self._spans()))
                 for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
                     torch._dynamo.mark_static_address(t)
-            # one graph per row count and sampling kind (sampling.COMPILED): past dynamo's default
+            # one graph per row count and sampling kind (sampling.COMPILED_KINDS): past dynamo's default
             # limit of 8 graphs per function the rest would silently run eager
-            # (greedy: no pass or every pass; sampled: every pass, with a sort, a top-k or neither)
-            variants = (len(COMPILED) + 1) * len({self._row_count(n) for n in range(1, max_batch + 1)})
+            variants = len(COMPILED_KINDS) * len({self._row_count(n) for n in range(1, max_batch + 1)})
             limit = torch._dynamo.config.recompile_limit
             torch._dynamo.config.recompile_limit = max(limit, variants + 2)
             how = dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend)  # CPU: cpu.py
@@ -278,18 +277,17 @@ class Engine:
             return
         calls = 3 if self.device.type == "cuda" else 1
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
-            draws = torch.zeros(rows, device=self.device)
-            kinds = [(None, False), (None, True)] + [(draws, kind) for kind in COMPILED if kind is not False]
+            kinds = COMPILED_KINDS
             if greedy_only:
                 kinds = kinds[:1]
             elif only is not None:  # as `_draws` makes them for a batch of such requests
-                kind = compiled_kind(Plan.of([only]), only.do_sample)
-                kinds = [(draws if only.do_sample else None, kind)]
-            for uniform, penalty in kinds:
+                kinds = [(only.do_sample, compiled_kind(Plan.of([only]), only.do_sample))]
+            for sampled, kind in kinds:
+                uniform = torch.zeros(rows, device=self.device) if sampled else None
                 for span in self._spans():
                     for _ in range(calls):
                         self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform,
-                                     penalty, self._span_carrier(span))
+                                     kind, self._span_carrier(span))
                     self.cache.lengths.zero_()  # each call advanced every row by one slot
 
     def _decode_rows(self, last, k, v, lengths, rows: int, uniform, plan: Plan | bool | str, span: torch.Tensor):

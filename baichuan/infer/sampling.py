@@ -158,6 +158,8 @@ TOPK_CAP = 64  # a compiled step samples among the top TOPK_CAP when every sampl
 # what a compiled step runs (one graph per kind): False and True for no pass or every pass (sampled
 # rows sorted), and for sampled batches that need no sort "none" or "topk", every adjustment included
 COMPILED = {False: NOTHING, True: EVERYTHING, "none": Plan(filter="none"), "topk": Plan(filter="topk", top=TOPK_CAP)}
+# (sampled, kind) of every graph a compiled step has, per row count
+COMPILED_KINDS = ((False, False), (False, True), (True, True), (True, "none"), (True, "topk"))
 
 
 def compiled_kind(plan: Plan, sampled: bool) -> bool | str:
