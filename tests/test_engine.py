@@ -67,14 +67,27 @@ def test_decode_attends_over_the_filled_span_only(arch, compile, monkeypatch):
     assert sorted(set(spans)) == [64, 128]
 
 
-def test_decode_rows_eager_and_compiled():
+def test_decode_rows_and_spans_per_decode_path():
+    from baichuan.infer.fastpath import DecodePath
     model = small_model("baichuan-7b")
     eager, compiled = Engine(model, max_batch=8, max_len=32), Engine(model, max_batch=8, max_len=32, compile=True)
     assert [eager._row_count(n) for n in (1, 3, 5, 8)] == [1, 3, 5, 8]          # the active rows only
     assert [compiled._row_count(n) for n in (1, 3, 5, 8)] == [1, 4, 8, 8]       # CPU: powers of two
-    # the spans CUDA graphs are recorded for: multiples of 64, the last one past the context
-    assert Engine(model, max_batch=1, max_len=392, compile=True)._spans() == [64, 128, 256, 448]
-    assert compiled._spans() == [64] and compiled.cache.k[0].shape[2] == 65
+    assert compiled.path.spans(32) == [64] and compiled.cache.k[0].shape[2] == 65 and eager.cache.k[0].shape[2] == 32
+    # CUDA graphs (cuda.py's path, its policy checked here without a GPU): all rows, a graph per
+    # span, multiples of 64, the last one past the context
+    graphs = DecodePath(compiled=True, all_rows=True, graph_spans=True)
+    assert [graphs.rows(n, 8) for n in (1, 3, 8)] == [8, 8, 8]
+    assert graphs.spans(392) == [64, 128, 256, 448] and graphs.span(129, 392) == 256 and graphs.span(400, 392) == 448
+    assert [compiled.path.span(n, 32) for n in (1, 64, 65)] == [64, 64, 128] and eager.path.span(40, 32) == 32
+
+
+def test_an_engine_leaves_torchs_process_wide_settings_as_they_were():
+    """The decode path patches dynamo's recompile limit around its calls only (fastpath.py)."""
+    before = torch._dynamo.config.recompile_limit
+    engine = Engine(small_model("baichuan-7b"), max_batch=16, max_len=32, compile=True)
+    engine.warm_up(greedy_only=True)
+    assert torch._dynamo.config.recompile_limit == before
 
 
 @pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-7b"])

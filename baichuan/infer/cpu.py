@@ -130,3 +130,16 @@ def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     gm.recompile()
     with t.functorch_config.patch(enable_autograd_cache=False):
         return t.compile_fx(gm, example_inputs)
+
+
+def cpu_decode_path(model: torch.nn.Module, compile: bool):
+    """The CPU's decode path (fastpath.py): compiled through `decode_backend` over the active rows
+    rounded up to a power of two, or eager with fp32 weights column-major (in place), also where
+    this torch lacks the backend's internals (warned once)."""
+    from baichuan.infer.fastpath import DecodePath, normalize_head
+    if compile and decode_backend_available():
+        normalize_head(model)
+        return DecodePath(compiled=True, compile=lambda fn, buffers: torch.compile(fn, dynamic=False,
+                                                                                  backend=decode_backend))
+    column_major_weights(model)
+    return DecodePath()

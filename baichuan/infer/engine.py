@@ -20,18 +20,14 @@ direction; on a CPU nothing waits):
   per prefill forward and per eager decode step (compiled, the slopes are a graph constant).
 Sampled rows' uniform draws go to the device `non_blocking`, from pageable memory.
 
-With `compile=True` the decode step (one token for every row, sampling included) runs through
-torch.compile: on CUDA in "reduce-overhead" mode (CUDA graphs) over all `max_batch` rows, whose
-cache, lengths, last tokens and sampler state are fixed-address buffers, so a step replays one
-graph; on CPU over the active rows rounded up to a power of two (one compiled variant per size
-and sampling kind). Either way a step attends over the slots the longest row fills, rounded up to
-64 (on CUDA to 64 times a power of two: a graph per span), not over whole rows. Prefill stays
-eager (prompt lengths vary).
-
-On a CPU the decode step's weight products are bandwidth-bound and MKL reads them on one core
-(cpu.py): eager, the engine stores the model's fp32 Linear weights column-major, in place (the
-model computes the same, but a later cast to bf16 on the CPU keeps the layout); compiled, the
-products of a few rows become reductions that inductor spreads over all cores.
+With `compile=True` the decode step (one token for every row, sampling included) is compiled as
+the model's device does it best, by a decode path applied from outside the engine (fastpath.py:
+cpu.py, cuda.py): on CUDA as CUDA graphs over all `max_batch` rows, whose cache, lengths, last
+tokens and sampler state are fixed-address buffers; on a CPU through inductor over the active rows
+rounded up to a power of two (one compiled variant per size and sampling kind). Either way a step
+attends over the slots the longest row fills, rounded up to 64 (on CUDA to 64 times a power of
+two: a graph per span), not over whole rows. Prefill stays eager (prompt lengths vary). Eager on
+a CPU, the path stores the model's fp32 Linear weights column-major, in place (cpu.py).
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
@@ -52,10 +48,10 @@ from typing import Callable, Iterator
 import torch
 
 from baichuan.errors import BaichuanError
-from baichuan.infer.cpu import column_major_weights, decode_backend, decode_backend_available
+from baichuan.infer.fastpath import decode_path
 from baichuan.infer.prefix import PrefixCache
 from baichuan.infer.sampling import COMPILED_KINDS, Plan, SamplerState, SamplingParams, compiled_kind, sample
-from baichuan.model import Baichuan, KVCache, NormHead
+from baichuan.model import Baichuan, KVCache
 
 _ids = itertools.count()
 log = logging.getLogger("baichuan.infer")
@@ -88,26 +84,18 @@ def describe(model: Baichuan, compiled: bool = False) -> str:
     return f"{describe_precision(model)}, {device} decode {how}"
 
 
-def _round64(n: int) -> int:
-    return -(-n // 64) * 64
-
-
 class Engine:
     def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
                  compile: bool = False, prefill_tokens: int = 4096, prefix_cache_bytes: int = 0):
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
-        if compile and self.device.type == "cpu" and not decode_backend_available():
-            compile = False  # this torch lacks what the CPU backend is built from (warned once)
+        self.path = decode_path(model, compile)  # fastpath.py: how the decode step runs on this device
+        self.compiled = self.path.compiled
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
         self.prefix = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None  # prefix.py
-        # compiled, every span is a multiple of 64 (a guard on a size's alignment holds for all of
-        # them) and a spare slot follows the longest: a span over the whole cache would be a
-        # contiguous view, a case dynamo compiles separately
-        slots = _round64(self.max_len) + 1 if compile else self.max_len
-        self.cache = KVCache(model.cfg, max_batch, slots, device=p.device,
+        self.cache = KVCache(model.cfg, max_batch, self.path.cache_slots(self.max_len), device=p.device,
                              dtype=p.dtype if p.is_floating_point() else torch.bfloat16)
         self._carriers: dict[int, torch.Tensor] = {}
         self.sampler = SamplerState(max_batch, model.cfg.vocab_size, p.device)
@@ -120,31 +108,10 @@ class Engine:
         self._stop = False
         self._events: list = []
         self._pinned_mask: torch.Tensor | None = None  # on CUDA: grammar masks, filled on the host
-        if self.device.type == "cpu" and not compile:
-            column_major_weights(model)
-        self.compiled = compile
-        self._decode = self._decode_rows
-        if compile:
-            if isinstance(model.lm_head, NormHead):
-                with torch.no_grad():
-                    model.lm_head.effective_weight()  # normalized here, eagerly: the graph uses the rows as they are
-            cuda = self.device.type == "cuda"
-            if cuda:  # CUDA graphs replay fixed addresses: these buffers are the graph's inputs, in place
-                # batch-1 matmuls become fused reductions (gpt-fast's setting), which reads int8 weights directly
-                from torch._inductor import config as inductor_config
-                inductor_config.coordinate_descent_tuning = True
-                limit = inductor_config.triton.cudagraph_dynamic_shape_warn_limit
-                if limit is not None:  # one graph per span is by design: warn only past that many
-                    inductor_config.triton.cudagraph_dynamic_shape_warn_limit = max(limit, len(self._spans()))
-                for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()):
-                    torch._dynamo.mark_static_address(t)
-            # one graph per row count and sampling kind (sampling.COMPILED_KINDS): past dynamo's default
-            # limit of 8 graphs per function the rest would silently run eager
-            variants = len(COMPILED_KINDS) * len({self._row_count(n) for n in range(1, max_batch + 1)})
-            limit = torch._dynamo.config.recompile_limit
-            torch._dynamo.config.recompile_limit = max(limit, variants + 2)
-            how = dict(mode="reduce-overhead") if cuda else dict(backend=decode_backend)  # CPU: cpu.py
-            self._decode = torch.compile(self._decode_rows, dynamic=False, **how)
+        # one graph per row count and sampling kind (sampling.COMPILED_KINDS)
+        variants = len(COMPILED_KINDS) * len({self._row_count(n) for n in range(1, max_batch + 1)})
+        fixed = [*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()]
+        self._decode = self.path.step(self._decode_rows, fixed, variants)
 
     def describe(self) -> str:
         return describe(self.model, self.compiled)
@@ -237,24 +204,14 @@ class Engine:
         return events
 
     def _row_count(self, active: int) -> int:
-        """Rows the decode step runs over: the active ones, or one of a few fixed counts when compiled."""
-        if not self.compiled:
-            return active
-        return self.max_batch if self.device.type == "cuda" else min(self.max_batch, 1 << (active - 1).bit_length())
+        return self.path.rows(active, self.max_batch)
 
     def _span(self, rows: int) -> int:
         """Slots the decode step attends over: what the longest of rows [0, rows) holds after this
-        step, not the whole row (at serving defaults the cache outweighs the model), rounded up to
-        64; with CUDA graphs, to one of `_spans()`, since each span is a graph of its own."""
+        step, not the whole row (at serving defaults the cache outweighs the model), rounded up
+        as the decode path runs spans."""
         need = max(len(r.prompt) + len(r.tokens) for r in self.slots[:rows] if r is not None)
-        if self.compiled and self.device.type == "cuda":
-            return next(s for s in self._spans() if s >= need)
-        return _round64(need) if self.compiled else min(self.max_len, _round64(need))
-
-    def _spans(self) -> list[int]:
-        """The CUDA graphs' spans: 64 times a power of two, up to the context rounded up to 64."""
-        top = _round64(self.max_len)
-        return [s for s in (64 << i for i in range(top.bit_length())) if s < top] + [top]
+        return self.path.span(need, self.max_len)
 
     def _span_carrier(self, span: int) -> torch.Tensor:
         """An empty [0, span] tensor that carries the span into the decode step as a size, which
@@ -275,7 +232,6 @@ class Engine:
         is called three times."""
         if not self.compiled:
             return
-        calls = 3 if self.device.type == "cuda" else 1
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
             kinds = COMPILED_KINDS
             if greedy_only:
@@ -284,8 +240,8 @@ class Engine:
                 kinds = [(only.do_sample, compiled_kind(Plan.of([only]), only.do_sample))]
             for sampled, kind in kinds:
                 uniform = torch.zeros(rows, device=self.device) if sampled else None
-                for span in self._spans():
-                    for _ in range(calls):
+                for span in self.path.spans(self.max_len):
+                    for _ in range(self.path.warm_calls):
                         self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, rows, uniform,
                                      kind, self._span_carrier(span))
                     self.cache.lengths.zero_()  # each call advanced every row by one slot
