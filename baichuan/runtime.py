@@ -6,7 +6,9 @@ the one function that loads a model directory with its tokenizer for a command.
     model_dtype(device, ...)      bf16 where bf16 is native (CUDA with bf16 support) or where the
                                   weights are int8/int4, else fp32
     load_model_and_tokenizer(dir) what generate, chat, serve, eval and ask start from
-    compile_decode(model)         whether an interactive session compiles its decode step
+    compile_decode(model)         whether a command compiles its decode step by default
+    ready_engine(model, ...)      the engine chat, generate and serve decode with: compiled where
+                                  that pays, warmed up, eager when compiling fails
 """
 
 from __future__ import annotations
@@ -61,15 +63,21 @@ def model_dtype(device, asked: str | torch.dtype | None = None, quantized: bool 
 # compiling removes; above it by weight bandwidth, which compiling does not change. Measured on a
 # 2-vCPU VM, bf16, batch 1: 168M shape (0.34 GB) 20 -> 43 tok/s; 1B shape (2.3 GB) 6.5 -> 6.9.
 COMPILE_BELOW_BYTES = 1 << 30
+# A one-shot generation compiles only when it is this long: a compile read from inductor's cache
+# takes about 15 s at the 168M shape, which 1024 tokens at 20 -> 43 tok/s win back (51 s -> 39 s).
+COMPILE_FROM_TOKENS = 1024
 
 
-def compile_decode(model, asked: bool | None = None) -> bool:
-    """Whether an interactive session (`baichuan chat`) compiles its decode step: `asked` if
-    given; else on a CPU when inductor's CPU backend is there and the weights are small enough to
-    gain (a first compile takes 40-70 s at these sizes, a later run reads inductor's cache: about
-    15 s). On a GPU a session stays eager unless asked: CUDA graphs are compiled per span."""
+def compile_decode(model, asked: bool | None = None, new_tokens: int | None = None) -> bool:
+    """Whether a command compiles its decode step: `asked` if given; else on a CPU when inductor's
+    CPU backend is there, the weights are small enough to gain (a first compile takes 40-70 s at
+    these sizes, a later run reads inductor's cache: about 15 s) and, for a one-shot generation of
+    `new_tokens`, when it is long enough to win the compile back. On a GPU a command stays eager
+    unless asked: CUDA graphs are compiled per span."""
     if asked is not None:
         return asked
+    if new_tokens is not None and new_tokens < COMPILE_FROM_TOKENS:
+        return False
     weights = next(model.parameters())
     if weights.device.type != "cpu":
         return False
@@ -90,3 +98,32 @@ def load_model_and_tokenizer(path: str | Path, device: str | None = None, dtype:
     tok = Tokenizer.load(path)
     model = load_pretrained(path, device=default_device(device), dtype=dtype)  # `model_dtype` reads it
     return model, tok
+
+
+def ready_engine(model, asked: bool | None, warm: list | None, announce=None, new_tokens: int | None = None, **engine_args):
+    """The engine a command decodes with: compiled as `compile_decode(model, asked, new_tokens)` says (with
+    `engine_args`, e.g. `compiled_rows`), its decode step compiled now for the sampling settings
+    in `warm` (None: a greedy step, else each SamplingParams' kind), or for every kind when `warm`
+    is None. `announce(text)` is told before a
+    compile starts. Where compiling fails (inductor needs a C++ compiler, which not every machine
+    has): a one-line error when compiling was asked for, else a note and an eager engine."""
+    from baichuan.infer.engine import Engine
+    engine = Engine(model, compile=compile_decode(model, asked, new_tokens), **engine_args)
+    if not engine.compiled:
+        return engine
+    if announce:
+        announce("compiling the decode step (about a minute the first time; later runs read inductor's cache) ...")
+    try:
+        if warm is None:
+            engine.warm_up()
+        for params in warm or []:
+            engine.warm_up(greedy_only=params is None, only=params)
+    except Exception as e:  # noqa: BLE001 - any compile failure leaves the eager engine, which needs nothing
+        if asked:
+            raise BaichuanError(f"--compile: compiling the decode step failed ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}); run without it") from e
+        import sys
+        print(f"note: compiling the decode step failed ({type(e).__name__}); decoding eager", file=sys.stderr)
+        engine_args.pop("compiled_rows", None)
+        engine = Engine(model, compile=False, **engine_args)
+    return engine

@@ -83,6 +83,21 @@ def test_chat_answers_each_turn_compiled_by_default_on_a_cpu(tiny_model_dir, cap
     assert replies[0] == replies[1]
 
 
+def test_generate_compiles_by_default_only_when_the_reply_wins_the_compile_back(tiny_model_dir, capsys,
+                                                                                 monkeypatch):
+    from baichuan.runtime import COMPILE_FROM_TOKENS, compile_decode, load_model_and_tokenizer
+    model = load_model_and_tokenizer(tiny_model_dir, "cpu")[0]
+    assert not compile_decode(model, None, COMPILE_FROM_TOKENS - 1) and compile_decode(model, None, COMPILE_FROM_TOKENS)
+    assert compile_decode(model, True, 10) and not compile_decode(model, False, 10 ** 6)
+    outs = []
+    for flags in ([], ["--compile"]):
+        code, out, err = run(["generate", str(tiny_model_dir), "hello", "--max-new-tokens", "5", "--greedy", *flags],
+                             capsys, monkeypatch=monkeypatch)
+        assert code == 0 and ("compiled (inductor)" in err) == bool(flags), err
+        outs.append(out)
+    assert outs[0] == outs[1]
+
+
 def test_chat_decodes_eager_when_compiling_fails(tiny_model_dir, capsys, monkeypatch):
     """A machine where inductor cannot compile (no C++ compiler): the default chat says so and
     answers eager; an explicit --compile is a one-line error."""

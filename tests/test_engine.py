@@ -82,6 +82,31 @@ def test_decode_rows_and_spans_per_decode_path():
     assert [compiled.path.span(n, 32) for n in (1, 64, 65)] == [64, 64, 128] and eager.path.span(40, 32) == 32
 
 
+def test_an_engine_compiling_one_row_steps_decodes_batches_eager_with_equal_tokens():
+    """serve's CPU default (compiled_rows=1): a lone stream's steps run the compiled graph (warmed
+    once, no recompile while serving), steps over more rows run eager; the tokens are the
+    eager engine's either way. (A step runs rows 0 to the last busy one: a stream alone in row 0,
+    as every request that finds the engine idle is, runs compiled.)"""
+    model = small_model("baichuan-7b")
+    torch.manual_seed(4)
+    prompts = [torch.randint(3, 300, (n,)).tolist() for n in (5, 12, 8)]
+    params = [SamplingParams(max_new_tokens=n, **NO_EOS) for n in (14, 6, 3)]
+    alone = [list(generate_ids(model, p, q)) for p, q in zip(prompts, params)]
+    engine = Engine(model, max_batch=3, max_len=64, compile=True, compiled_rows=1)
+    assert [engine._row_count(n) for n in (1, 2, 3)] == [1, 2, 3] and engine.path.compiles(1)
+    assert not engine.path.compiles(2) and "up to 1 row, eager above" in engine.describe()
+    engine.warm_up(greedy_only=True)
+    compiled_steps = []
+    real = engine.path.compiles
+    engine.path.compiles = lambda rows: compiled_steps.append(rows) or real(rows)
+    reqs = [engine.submit(p, q) for p, q in zip(prompts, params)]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        while not all(r.done for r in reqs):
+            engine.step()
+    assert [r.tokens for r in reqs] == alone
+    assert 1 in compiled_steps and 3 in compiled_steps  # the first request ended alone in row 0, compiled
+
+
 def test_an_engine_leaves_torchs_process_wide_settings_as_they_were():
     """The decode path patches dynamo's recompile limit around its calls only (fastpath.py)."""
     before = torch._dynamo.config.recompile_limit
@@ -384,7 +409,7 @@ def test_compiled_sampling_kinds_draw_what_eager_draws(settings, kind, monkeypat
     for chosen in (engine_module.compiled_kind, lambda plan, sampled: True):  # the kind, then always the sort
         monkeypatch.setattr(engine_module, "compiled_kind", chosen)
         engine = Engine(model, max_batch=2, max_len=32, compile=True)
-        req = engine.submit([4, 5, 6], params)
+        engine.submit([4, 5, 6], params)
         engine.step()  # admitted: its plan is the compiled kind
         runs.append((engine._draws(0, 1, compiled=True)[1], list(engine.generate([4, 5, 6], params))))
     assert runs[0][0] == kind and runs[1][0] is True

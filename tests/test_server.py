@@ -421,3 +421,25 @@ def test_a_chunked_body_is_refused_as_it_arrives(server):
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413 and len(received) <= 2
+
+
+@pytest.mark.parametrize("flags, compiled, rows", [([], True, 1), (["--no-compile"], False, None)])
+def test_serve_on_a_cpu_compiles_one_row_steps_by_default(tiny_model_dir, monkeypatch, capsys, flags, compiled, rows):
+    """`baichuan serve` of a small model on a CPU compiles its one-row decode step before it
+    listens (greedy and the model's sampling defaults), and says so in its banner."""
+    import uvicorn
+
+    from baichuan.cli import main
+    from baichuan.infer.engine import Engine
+    seen = {}
+    monkeypatch.setattr(Engine, "start", lambda self: seen.setdefault("engine", self) and None)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)  # up to listening, no further
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["serve", str(tiny_model_dir), "--port", str(port), "--device", "cpu", *flags])
+    out = capsys.readouterr().out
+    engine = seen["engine"]
+    assert code == 0 and engine.compiled == compiled and engine.path.compiled_rows == rows
+    assert (("compiled (inductor) up to 1 row, eager above" in out) == compiled
+            and ("compiling the decode step" in out) == compiled), out

@@ -41,10 +41,9 @@ def _sampling(args, tok, room: int | None = None):
         repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed)
 
 
-def _banner(model, compiled: bool = False) -> str:
+def _banner(model, engine) -> str:
     """What generate and chat run with: the model, and how its engine decodes."""
-    from baichuan.infer.engine import describe
-    return f"{model.cfg.describe()} | {describe(model, compiled)}"
+    return f"{model.cfg.describe()} | {engine.describe()}"
 
 
 # ------------------------------------------------------------------------------------ generate
@@ -52,20 +51,28 @@ def _banner(model, compiled: bool = False) -> str:
 def add_generate_arguments(p) -> None:
     p.add_argument("model", help="model directory")
     p.add_argument("prompt", help="text to continue")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="compile the decode step (default: on a CPU for models under 1 GB and 1024 or more new "
+                        "tokens, where the faster steps win back a compile read from inductor's cache)")
     _add_sampling(p)
 
 
 def run_generate(args) -> None:
     from baichuan.generate import stream_text
-    from baichuan.runtime import load_model_and_tokenizer
+    from baichuan.runtime import load_model_and_tokenizer, ready_engine
     model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
     params = _sampling(args, tok)
     ids = tok.encode_prompt(args.prompt)
-    print(_banner(model), file=sys.stderr)
     room = model.cfg.max_len - len(ids)
     if args.max_new_tokens and args.max_new_tokens > room > 0:
         print(f"note: the {model.cfg.max_len}-token context leaves room for {room} new tokens", file=sys.stderr)
-    for piece in stream_text(model, tok, ids, params):
+    engine = None
+    if room > 0:  # (else generate_ids says the prompt is too long)
+        new = min(params.max_new_tokens, room - 1)
+        engine = ready_engine(model, args.compile, [params], lambda text: print(text, file=sys.stderr, flush=True),
+                              new_tokens=new, max_batch=1, max_len=len(ids) + new + 1)
+        print(_banner(model, engine), file=sys.stderr)
+    for piece in stream_text(model, tok, ids, params, engine):
         print(piece, end="", flush=True)
     print()
 
@@ -118,8 +125,7 @@ def _tool_turns(calls: list[tuple[str, str]], interactive: bool) -> list[dict] |
 
 def run_chat(args) -> None:
     from baichuan.generate import stream_text
-    from baichuan.infer.engine import Engine
-    from baichuan.runtime import compile_decode, load_model_and_tokenizer
+    from baichuan.runtime import load_model_and_tokenizer, ready_engine
     from baichuan.tokenizer import chat_template_for, fit_chat
     from baichuan.toolcalls import parse_calls, plain_messages
     model, tok = load_model_and_tokenizer(args.model, args.device, args.dtype)
@@ -141,21 +147,11 @@ def run_chat(args) -> None:
                                 f"--tools {args.tools}")
         grammar = Grammars(tok, model.cfg.vocab_size, tok.stop_ids).compile(tool_grammar(functions, args.tool_choice))
         params = dataclasses.replace(params, grammar=grammar)
-    engine = Engine(model, max_batch=1, compile=compile_decode(model, args.compile))
     interactive = sys.stdin.isatty()
+    engine = ready_engine(model, args.compile, [params], lambda text: print(text, flush=True) if interactive else None,
+                          max_batch=1)
     if interactive:
-        print(f"{_banner(model, engine.compiled)} | template {template} | /reset clears, /exit or Ctrl-D quits")
-        if engine.compiled:
-            print("compiling the decode step (about a minute the first time; later runs read inductor's cache) ...",
-                  flush=True)
-    try:
-        engine.warm_up(only=params)
-    except Exception as e:  # inductor needs a C++ compiler, which not every machine has
-        if args.compile:
-            raise BaichuanError(f"--compile: compiling the decode step failed ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''}); run without it") from e
-        print(f"note: compiling the decode step failed ({type(e).__name__}); decoding eager", file=sys.stderr)
-        engine = Engine(model, max_batch=1, compile=False)
+        print(f"{_banner(model, engine)} | template {template} | /reset clears, /exit or Ctrl-D quits")
     while True:
         try:
             line = input("user> " if interactive else "")
@@ -208,8 +204,10 @@ def add_serve_arguments(p) -> None:
     g.add_argument("--prefix-cache-mb", type=bounded(int, 0), default=512,
                    help="memory for keys and values of prompt prefixes reused across requests (0: off; "
                         "default 512)")
-    p.add_argument("--compile", action="store_true", help="compile the decode step (CUDA graphs on GPUs); "
-                                                          "compiled before serving starts")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="compile the decode step for every batch size before serving starts (CUDA graphs on GPUs); "
+                        "default: on a CPU for models under 1 GB, one-row steps only (greedy and the model's "
+                        "sampling defaults; batches decode eager); --no-compile: eager")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
                                    "document search in the web chat")
     add_device_arguments(p)

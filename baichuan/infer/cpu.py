@@ -132,14 +132,15 @@ def decode_backend(gm: torch.fx.GraphModule, example_inputs):
         return t.compile_fx(gm, example_inputs)
 
 
-def cpu_decode_path(model: torch.nn.Module, compile: bool):
+def cpu_decode_path(model: torch.nn.Module, compile: bool, compiled_rows: int | None = None):
     """The CPU's decode path (fastpath.py): compiled through `decode_backend` over the active rows
-    rounded up to a power of two, or eager with fp32 weights column-major (in place), also where
-    this torch lacks the backend's internals (warned once)."""
+    rounded up to a power of two (up to `compiled_rows` of them, where given: more run eager), or
+    eager with fp32 weights column-major (in place), also where this torch lacks the backend's
+    internals (warned once). A path that compiles some steps keeps weights row-major."""
     from baichuan.infer.fastpath import DecodePath, normalize_head
     if compile and decode_backend_available():
         normalize_head(model)
-        return DecodePath(compiled=True, compile=lambda fn, buffers: torch.compile(fn, dynamic=False,
-                                                                                  backend=decode_backend))
+        return DecodePath(compiled=True, compiled_rows=compiled_rows,
+                          compile=lambda fn, buffers: torch.compile(fn, dynamic=False, backend=decode_backend))
     column_major_weights(model)
     return DecodePath()

@@ -76,20 +76,23 @@ class Request:
         return self.finish_reason is not None
 
 
-def describe(model: Baichuan, compiled: bool = False) -> str:
+def describe(model: Baichuan, compiled: bool = False, compiled_rows: int | None = None) -> str:
     """How an engine over `model` decodes, for banners: precision, device, eager or compiled."""
     from baichuan.quant.linear import describe_precision
     device = next(model.parameters()).device.type
     how = ("CUDA graphs" if device == "cuda" else "compiled (inductor)") if compiled else "eager"
+    if compiled and compiled_rows is not None:
+        how += f" up to {compiled_rows} row{'s' * (compiled_rows > 1)}, eager above"
     return f"{describe_precision(model)}, {device} decode {how}"
 
 
 class Engine:
     def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
-                 compile: bool = False, prefill_tokens: int = 4096, prefix_cache_bytes: int = 0):
+                 compile: bool = False, prefill_tokens: int = 4096, prefix_cache_bytes: int = 0,
+                 compiled_rows: int | None = None):
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
-        self.path = decode_path(model, compile)  # fastpath.py: how the decode step runs on this device
+        self.path = decode_path(model, compile, compiled_rows)  # fastpath.py: how the decode step runs on this device
         self.compiled = self.path.compiled
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
@@ -114,7 +117,7 @@ class Engine:
         self._decode = self.path.step(self._decode_rows, fixed, variants)
 
     def describe(self) -> str:
-        return describe(self.model, self.compiled)
+        return describe(self.model, self.compiled, self.path.compiled_rows)
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
@@ -189,7 +192,7 @@ class Engine:
         hi = self._row_count(active[-1] + 1)
         if not self._constrain(0, hi, events):
             return events
-        uniform, plan = self._draws(0, hi, self.compiled)
+        uniform, plan = self._draws(0, hi, self.path.compiles(hi))
         tokens, logits = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform,
                                       plan, self._span_carrier(self._span(hi)))
         tokens = tokens.tolist()  # the decode's host sync (admission syncs more: see the module docstring)
@@ -233,6 +236,8 @@ class Engine:
         if not self.compiled:
             return
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):
+            if not self.path.compiles(rows):
+                continue
             kinds = COMPILED_KINDS
             if greedy_only:
                 kinds = kinds[:1]

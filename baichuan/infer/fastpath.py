@@ -31,15 +31,20 @@ def _round64(n: int) -> int:
 @dataclass
 class DecodePath:
     compiled: bool = False
+    compiled_rows: int | None = None  # steps over more rows run eager (None: every row count is compiled)
     all_rows: bool = False     # every step runs all rows (CUDA graphs replay fixed shapes)
     graph_spans: bool = False  # a graph per span, 64 times a power of two (CUDA graphs)
     warm_calls: int = 1        # calls per variant in warm_up (CUDA graphs record on the second)
     compile: Callable | None = None  # (step function, its fixed-address buffers) -> the compiled step
     inductor_options: dict = field(default_factory=dict)  # patched around each call (read at run time)
 
+    def compiles(self, rows: int) -> bool:
+        """Whether a step over `rows` rows runs compiled."""
+        return self.compiled and (self.compiled_rows is None or rows <= self.compiled_rows)
+
     def rows(self, active: int, max_batch: int) -> int:
         """Rows the decode step runs over: the active ones, or one of a few fixed counts when compiled."""
-        if not self.compiled:
+        if not self.compiles(active):
             return active
         return max_batch if self.all_rows else min(max_batch, 1 << (active - 1).bit_length())
 
@@ -66,7 +71,8 @@ class DecodePath:
 
     def step(self, fn: Callable, buffers: list[torch.Tensor], variants: int) -> Callable:
         """`fn` as the engine calls it: compiled when the path is, with dynamo allowed `variants`
-        graphs of it (past its default limit of 8 the rest would silently run eager)."""
+        graphs of it (past its default limit of 8 the rest would silently run eager). A step over
+        more than `compiled_rows` rows (the fifth argument) calls `fn` itself."""
         if not self.compiled:
             return fn
         compiled = self.compile(fn, buffers)
@@ -76,6 +82,8 @@ class DecodePath:
         from torch._inductor import config as inductor_config
 
         def call(*args):
+            if not self.compiles(args[4]):
+                return fn(*args)
             with torch._dynamo.config.patch(recompile_limit=limit):
                 if not options:
                     return compiled(*args)
@@ -92,16 +100,18 @@ def normalize_head(model: Baichuan) -> None:
             model.lm_head.effective_weight()
 
 
-def decode_path(model: Baichuan, compile: bool) -> DecodePath:
-    """The decode path for `model` on its device: compiled where asked and available."""
+def decode_path(model: Baichuan, compile: bool, compiled_rows: int | None = None) -> DecodePath:
+    """The decode path for `model` on its device: compiled where asked and available, for steps
+    of up to `compiled_rows` rows where given (CUDA graphs always run every row)."""
     device = next(model.parameters()).device.type
     if device == "cpu":
         from baichuan.infer.cpu import cpu_decode_path
-        return cpu_decode_path(model, compile)
+        return cpu_decode_path(model, compile, compiled_rows)
     if device == "cuda" and compile:
         from baichuan.infer.cuda import cuda_decode_path
         return cuda_decode_path(model)
     if compile:  # another device: torch.compile's defaults
         normalize_head(model)
-        return DecodePath(compiled=True, compile=lambda fn, buffers: torch.compile(fn, dynamic=False))
+        return DecodePath(compiled=True, compiled_rows=compiled_rows,
+                          compile=lambda fn, buffers: torch.compile(fn, dynamic=False))
     return DecodePath()

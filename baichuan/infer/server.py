@@ -447,27 +447,31 @@ def _check_listen(host: str, port: int) -> None:
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_batch: int = 8, max_queue: int = 64, max_len: int | None = None, device: str | None = None,
-          dtype=None, model_name: str | None = None, index_dir: str | None = None, compile: bool = False,
+          dtype=None, model_name: str | None = None, index_dir: str | None = None, compile: bool | None = None,
           prefix_cache_mb: int = 512) -> None:
+    """Serve a model directory. `compile`: True compiles the decode step for every row count and
+    sampling kind before serving (CUDA graphs on a GPU); None (the default) compiles on a CPU where
+    `runtime.compile_decode` says it pays, for one-row steps only (a lone stream is bound by
+    per-operator overhead, which compiling removes; batches amortize it eager), warmed for greedy
+    decoding and the model's own sampling defaults: two graphs, not one per row count and kind."""
     try:
         import uvicorn
     except ImportError:
         raise BaichuanError("serving needs FastAPI and uvicorn: pip install 'baichuan[serve]'") from None
     _check_listen(host, port)  # before the model loads: a busy port is known in a second, not a minute
     from baichuan.config import load_generation_config
-    from baichuan.runtime import load_model_and_tokenizer
+    from baichuan.runtime import load_model_and_tokenizer, ready_engine
     model, tok = load_model_and_tokenizer(model_dir, device, dtype)
+    generation = load_generation_config(model_dir)
     index = None
     if index_dir:
         from baichuan.rag.index import load_index
         index = load_index(index_dir)
-    engine = Engine(model, max_batch=max_batch, max_len=max_len, compile=compile,
-                    prefix_cache_bytes=prefix_cache_mb << 20)
+    warm = None if compile else [None, SamplingParams.from_request(generation, tok.stop_ids)]
+    engine = ready_engine(model, compile, warm, print, max_batch=max_batch, max_len=max_len,
+                          prefix_cache_bytes=prefix_cache_mb << 20, compiled_rows=None if compile else 1)
     cfg = ServerConfig(model_name=model_name or Path(model_dir).resolve().name, api_key=api_key, max_queue=max_queue)
-    app = create_app(engine, tok, load_generation_config(model_dir), cfg, index=index)
-    if compile:
-        print("compiling the decode step ...")
-        engine.warm_up()
+    app = create_app(engine, tok, generation, cfg, index=index)
     engine.start()
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
