@@ -112,7 +112,8 @@ class Engine:
         self._events: list = []
         self._pinned_mask: torch.Tensor | None = None  # on CUDA: grammar masks, filled on the host
         # one graph per row count and sampling kind (sampling.COMPILED_KINDS)
-        variants = len(COMPILED_KINDS) * len({self._row_count(n) for n in range(1, max_batch + 1)})
+        counts = {self._row_count(n) for n in range(1, max_batch + 1)}
+        variants = len(COMPILED_KINDS) * sum(self.path.compiles(rows) for rows in counts)
         fixed = [*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()]
         self._decode = self.path.step(self._decode_rows, fixed, variants)
 

@@ -76,7 +76,7 @@ class DecodePath:
         if not self.compiled:
             return fn
         compiled = self.compile(fn, buffers)
-        limit = max(torch._dynamo.config.recompile_limit, variants + 2)
+        limit = variants + 2
         options = self.inductor_options
 
         from torch._inductor import config as inductor_config
@@ -84,7 +84,9 @@ class DecodePath:
         def call(*args):
             if not self.compiles(args[4]):
                 return fn(*args)
-            with torch._dynamo.config.patch(recompile_limit=limit):
+            if not options and torch._dynamo.config.recompile_limit >= limit:
+                return compiled(*args)  # a patch costs ~20 us: only where the limit needs raising
+            with torch._dynamo.config.patch(recompile_limit=max(limit, torch._dynamo.config.recompile_limit)):
                 if not options:
                     return compiled(*args)
                 with inductor_config.patch(options):
