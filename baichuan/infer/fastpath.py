@@ -84,13 +84,11 @@ class DecodePath:
         def call(*args):
             if not self.compiles(args[4]):
                 return fn(*args)
-            if not options and torch._dynamo.config.recompile_limit >= limit:
-                return compiled(*args)  # a patch costs ~20 us: only where the limit needs raising
-            with torch._dynamo.config.patch(recompile_limit=max(limit, torch._dynamo.config.recompile_limit)):
-                if not options:
-                    return compiled(*args)
-                with inductor_config.patch(options):
-                    return compiled(*args)
+            current = torch._dynamo.config.recompile_limit
+            if not options and current >= limit:
+                return compiled(*args)  # a patch costs ~20 us a step: only where the limit needs raising
+            with torch._dynamo.config.patch(recompile_limit=max(limit, current)), inductor_config.patch(options):
+                return compiled(*args)
         return call
 
 
