@@ -101,12 +101,11 @@ def load_model_and_tokenizer(path: str | Path, device: str | None = None, dtype:
 
 
 def ready_engine(model, asked: bool | None, warm: list | None, announce=None, new_tokens: int | None = None, **engine_args):
-    """The engine a command decodes with: compiled as `compile_decode(model, asked, new_tokens)` says (with
-    `engine_args`, e.g. `compiled_rows`), its decode step compiled now for the sampling settings
-    in `warm` (None: a greedy step, else each SamplingParams' kind), or for every kind when `warm`
-    is None. `announce(text)` is told before a
-    compile starts. Where compiling fails (inductor needs a C++ compiler, which not every machine
-    has): a one-line error when compiling was asked for, else a note and an eager engine."""
+    """The engine a command decodes with: compiled as `compile_decode(model, asked, new_tokens)`
+    says (with `engine_args`, e.g. `compiled_rows`), its decode step compiled now for the kinds the
+    SamplingParams in `warm` decode with (`warm=None`: every kind). `announce(text)` is told
+    before a compile starts. Where compiling fails (inductor needs a C++ compiler, which not every
+    machine has): a one-line error when compiling was asked for, else a note and an eager engine."""
     from baichuan.infer.engine import Engine
     engine = Engine(model, compile=compile_decode(model, asked, new_tokens), **engine_args)
     if not engine.compiled:
@@ -117,13 +116,13 @@ def ready_engine(model, asked: bool | None, warm: list | None, announce=None, ne
         if warm is None:
             engine.warm_up()
         for params in warm or []:
-            engine.warm_up(greedy_only=params is None, only=params)
+            engine.warm_up(only=params)
     except Exception as e:  # noqa: BLE001 - any compile failure leaves the eager engine, which needs nothing
         if asked:
             raise BaichuanError(f"--compile: compiling the decode step failed ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}); run without it") from e
         import sys
         print(f"note: compiling the decode step failed ({type(e).__name__}); decoding eager", file=sys.stderr)
-        engine_args.pop("compiled_rows", None)
+        del engine  # its cache and graphs go before the eager engine's cache is allocated
         engine = Engine(model, compile=False, **engine_args)
     return engine

@@ -12,8 +12,8 @@ none stays in cache (`--mb` per kind), each way the best of 5 rounds, GB/s of we
 - **sum**: an inductor-compiled reduction that only reads each weight and adds it up (bf16 and
   int8 converted to fp32 first, int4 unpacked from its nibbles): the fastest any generated loop
   over that type can read it here, with nothing else to do;
-- **engine**: the product as the engine computes it at batch 1: fp32 and bf16 through
-  `cpu.decode_backend`'s reduction, int8 through `torch._weight_int8pack_mm`, int4 through
+- **engine**: the product as the engine computes it at batch 1: fp32 and bf16 as
+  `cpu.decode_backend` rewrites it (`few_rows_linear`, compiled by inductor), int8 through `torch._weight_int8pack_mm`, int4 through
   `torch._weight_int4pack_mm_for_cpu` (`quant/linear.py`);
 - **dynamic** (int8): `torch.ops.quantized.linear_dynamic` (fbgemm): the activation row is
   quantized to 8 bits and multiplied with integer dot products (VNNI), as llama.cpp's Q8_0 does;

@@ -85,12 +85,12 @@ def test_decode_rows_and_spans_per_decode_path():
 def test_an_engine_compiling_one_row_steps_decodes_batches_eager_with_equal_tokens():
     """serve's CPU default (compiled_rows=1): a lone stream's steps run the compiled graph (warmed
     once, no recompile while serving), steps over more rows run eager; the tokens are the
-    eager engine's either way. (A step runs rows 0 to the last busy one: a stream alone in row 0,
-    as every request that finds the engine idle is, runs compiled.)"""
+    eager engine's either way. A stream left alone in a later row moves to row 0 (a step runs rows
+    0 to the last busy one) and runs compiled from there."""
     model = small_model("baichuan-7b")
     torch.manual_seed(4)
     prompts = [torch.randint(3, 300, (n,)).tolist() for n in (5, 12, 8)]
-    params = [SamplingParams(max_new_tokens=n, **NO_EOS) for n in (14, 6, 3)]
+    params = [SamplingParams(max_new_tokens=n, **NO_EOS) for n in (6, 14, 3)]
     alone = [list(generate_ids(model, p, q)) for p, q in zip(prompts, params)]
     engine = Engine(model, max_batch=3, max_len=64, compile=True, compiled_rows=1)
     assert [engine._row_count(n) for n in (1, 2, 3)] == [1, 2, 3] and engine.path.compiles(1)
@@ -104,15 +104,33 @@ def test_an_engine_compiling_one_row_steps_decodes_batches_eager_with_equal_toke
         while not all(r.done for r in reqs):
             engine.step()
     assert [r.tokens for r in reqs] == alone
-    assert 1 in compiled_steps and 3 in compiled_steps  # the first request ended alone in row 0, compiled
+    assert 1 in compiled_steps and 3 in compiled_steps  # the second request ended alone, compiled
+    assert reqs[1].slot == 0 and engine.cache.lengths.tolist() == [0, 0, 0]
+
+
+def test_a_sampled_stream_moved_to_row_0_keeps_its_draws_and_penalties():
+    """The move takes the sampler's state along (settings, penalty history, counts, bias): a seeded,
+    penalized request that ends alone in row 1 draws what it draws alone."""
+    model = small_model("baichuan-7b")
+    sampled = SamplingParams(max_new_tokens=12, do_sample=True, temperature=1.1, top_k=30, seed=3,
+                             repetition_penalty=1.3, frequency_penalty=0.5, logit_bias={7: 5.0}, **NO_EOS)
+    alone = list(generate_ids(model, [4, 5, 6], sampled))
+    engine = Engine(model, max_batch=2, max_len=32, compile=True)
+    short = engine.submit([9, 9, 9], SamplingParams(max_new_tokens=2, **NO_EOS))
+    mine = engine.submit([4, 5, 6], sampled)
+    while not mine.done:
+        engine.step()
+    assert short.done and mine.slot == 0 and mine.tokens == alone
 
 
 def test_an_engine_leaves_torchs_process_wide_settings_as_they_were():
-    """The decode path patches dynamo's recompile limit around its calls only (fastpath.py)."""
-    before = torch._dynamo.config.recompile_limit
-    engine = Engine(small_model("baichuan-7b"), max_batch=16, max_len=32, compile=True)
-    engine.warm_up(greedy_only=True)
-    assert torch._dynamo.config.recompile_limit == before
+    """The decode path raises dynamo's recompile limit around its calls only (fastpath.py): 10
+    graphs (2 row counts, 5 sampling kinds) compile under a limit of 8 that dynamo is told to
+    enforce, and the limit is 8 again after."""
+    with torch._dynamo.config.patch(recompile_limit=8, fail_on_recompile_limit_hit=True):
+        engine = Engine(small_model("baichuan-7b"), max_batch=2, max_len=32, compile=True)
+        engine.warm_up()
+        assert torch._dynamo.config.recompile_limit == 8
 
 
 @pytest.mark.parametrize("arch", ["baichuan-7b", "baichuan2-7b"])

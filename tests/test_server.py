@@ -423,10 +423,12 @@ def test_a_chunked_body_is_refused_as_it_arrives(server):
     assert sent[0]["status"] == 413 and len(received) <= 2
 
 
-@pytest.mark.parametrize("flags, compiled, rows", [([], True, 1), (["--no-compile"], False, None)])
+@pytest.mark.parametrize("flags, compiled, rows", [(["--dtype", "bfloat16"], True, 1), ([], False, None),
+                                                   (["--dtype", "bfloat16", "--no-compile"], False, None)])
 def test_serve_on_a_cpu_compiles_one_row_steps_by_default(tiny_model_dir, monkeypatch, capsys, flags, compiled, rows):
-    """`baichuan serve` of a small model on a CPU compiles its one-row decode step before it
-    listens (greedy and the model's sampling defaults), and says so in its banner."""
+    """`baichuan serve` of a small bf16 model on a CPU compiles its one-row decode step before it
+    listens (greedy and the model's sampling defaults), and says so in its banner; fp32 stays
+    eager (its batches are fastest with column-major weights)."""
     import uvicorn
 
     from baichuan.cli import main

@@ -68,9 +68,12 @@ def run_generate(args) -> None:
         print(f"note: the {model.cfg.max_len}-token context leaves room for {room} new tokens", file=sys.stderr)
     engine = None
     if room > 0:  # (else generate_ids says the prompt is too long)
-        new = min(params.max_new_tokens, room - 1)
+        new = min(params.max_new_tokens, room)
+        # a power of two: a compiled step's cache size is part of its graph, so prompts of any
+        # length within a bucket share what inductor cached
+        bucket = min(model.cfg.max_len, 1 << (len(ids) + new).bit_length())
         engine = ready_engine(model, args.compile, [params], lambda text: print(text, file=sys.stderr, flush=True),
-                              new_tokens=new, max_batch=1, max_len=len(ids) + new + 1)
+                              new_tokens=new, max_batch=1, max_len=bucket)
         print(_banner(model, engine), file=sys.stderr)
     for piece in stream_text(model, tok, ids, params, engine):
         print(piece, end="", flush=True)
@@ -206,8 +209,8 @@ def add_serve_arguments(p) -> None:
                         "default 512)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="compile the decode step for every batch size before serving starts (CUDA graphs on GPUs); "
-                        "default: on a CPU for models under 1 GB, one-row steps only (greedy and the model's "
-                        "sampling defaults; batches decode eager); --no-compile: eager")
+                        "default: on a CPU for bf16/int8/int4 models under 1 GB, one-row steps only (greedy and "
+                        "the model's sampling defaults; batches decode eager); --no-compile: eager")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
                                    "document search in the web chat")
     add_device_arguments(p)

@@ -26,8 +26,10 @@ cpu.py, cuda.py): on CUDA as CUDA graphs over all `max_batch` rows, whose cache,
 tokens and sampler state are fixed-address buffers; on a CPU through inductor over the active rows
 rounded up to a power of two (one compiled variant per size and sampling kind). Either way a step
 attends over the slots the longest row fills, rounded up to 64 (on CUDA to 64 times a power of
-two: a graph per span), not over whole rows. Prefill stays eager (prompt lengths vary). Eager on
-a CPU, the path stores the model's fp32 Linear weights column-major, in place (cpu.py).
+two: a graph per span), not over whole rows. A path may compile steps of up to `compiled_rows`
+rows only (serve's CPU default: 1) and run wider ones eager; a stream left alone in a later row
+moves to row 0. Prefill stays eager (prompt lengths vary). Eager on a CPU, the path stores the
+model's fp32 Linear weights column-major, in place (cpu.py).
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
@@ -190,6 +192,9 @@ class Engine:
         active = [s for s, r in enumerate(self.slots) if r is not None]
         if not active:
             return events
+        if len(active) == 1 and active[0] and self.compiled and not self.path.all_rows:
+            self._move(active[0], 0)  # a step runs rows 0..last busy: alone in row 0, the one-row graph serves it
+            active = [0]
         hi = self._row_count(active[-1] + 1)
         if not self._constrain(0, hi, events):
             return events
@@ -206,6 +211,20 @@ class Engine:
             if self.slots[s] is not None:
                 self._emit(self.slots[s], tokens[s], events, scored.get(s))
         return events
+
+    def _move(self, src: int, dst: int) -> None:
+        """The request in row `src` into the free row `dst`: its keys and values, length, last
+        token and sampler state."""
+        n = int(self.cache.lengths[src])
+        for k, v in zip(self.cache.k, self.cache.v):
+            k[dst, :, :n] = k[src, :, :n]
+            v[dst, :, :n] = v[src, :, :n]
+        self.cache.lengths[dst], self.cache.lengths[src] = n, 0
+        self.last[dst] = self.last[src]
+        for t in vars(self.sampler).values():
+            t[dst] = t[src]
+        req = self.slots[src]
+        self.slots[dst], self.slots[src], req.slot = req, None, dst
 
     def _row_count(self, active: int) -> int:
         return self.path.rows(active, self.max_batch)
@@ -229,11 +248,11 @@ class Engine:
 
     @torch.inference_mode()
     def warm_up(self, greedy_only: bool = False, only: SamplingParams | None = None) -> None:
-        """Compile the decode step for every row count and sampling kind it will run with (only
-        greedy without repetition penalty when `greedy_only`; only the kind `only` decodes with,
-        when given), and run it at every span, so no request waits for it. CUDA graphs are
-        recorded per span on a function's second call and replayed from the third: each variant
-        is called three times."""
+        """Compile the decode step for every row count the path compiles and every sampling kind
+        it will run with (only greedy without repetition penalty when `greedy_only`; only the kind
+        `only` decodes with, when given), and run it at each span the path compiles for, so no
+        request waits for it. CUDA graphs are recorded per span on a function's second call and
+        replayed from the third: the path asks for three calls per variant there."""
         if not self.compiled:
             return
         for rows in sorted({self._row_count(n) for n in range(1, self.max_batch + 1)}):

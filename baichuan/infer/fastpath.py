@@ -44,9 +44,10 @@ class DecodePath:
 
     def rows(self, active: int, max_batch: int) -> int:
         """Rows the decode step runs over: the active ones, or one of a few fixed counts when compiled."""
-        if not self.compiles(active):
+        if not self.compiled:
             return active
-        return max_batch if self.all_rows else min(max_batch, 1 << (active - 1).bit_length())
+        rows = max_batch if self.all_rows else min(max_batch, 1 << (active - 1).bit_length())
+        return rows if self.compiles(rows) else active
 
     def cache_slots(self, max_len: int) -> int:
         """Slots per cache row. Compiled, every span is a multiple of 64 (a guard on a size's

@@ -29,6 +29,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from baichuan.errors import BaichuanError
 from baichuan.infer import openai_response as response
 from baichuan.infer.engine import Engine
@@ -467,8 +469,12 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     if index_dir:
         from baichuan.rag.index import load_index
         index = load_index(index_dir)
-    warm = None if compile else [None, SamplingParams.from_request(generation, tok.stop_ids)]
-    engine = ready_engine(model, compile, warm, print, max_batch=max_batch, max_len=max_len,
+    # what requests without sampling fields decode with, greedy (temperature 0) and sampled
+    defaults = [SamplingParams.from_request(generation, tok.stop_ids, temperature=t) for t in (0.0, None)]
+    asked = compile
+    if asked is None and next(model.parameters()).dtype == torch.float32:
+        asked = False  # fp32 batches decode fastest eager with column-major weights, which compiled steps cannot share
+    engine = ready_engine(model, asked, None if compile else defaults, print, max_batch=max_batch, max_len=max_len,
                           prefix_cache_bytes=prefix_cache_mb << 20, compiled_rows=None if compile else 1)
     cfg = ServerConfig(model_name=model_name or Path(model_dir).resolve().name, api_key=api_key, max_queue=max_queue)
     app = create_app(engine, tok, generation, cfg, index=index)
