@@ -145,15 +145,7 @@ def template_gbs(kind: str, weights: list[torch.Tensor], scales: torch.Tensor, x
     """Inductor's weight-only GEMM template over `weights`, as one frozen module (a compile per run)."""
     options = {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN", "freezing": True}
     module = torch.compile(WoQ(kind, weights, scales), dynamic=False, options=options)
-    with torch.inference_mode():
-        module(x)
-        best = float("inf")
-        for _ in range(5):
-            t = time.perf_counter()
-            module(x)
-            best = min(best, time.perf_counter() - t)
-    return nbytes * len(weights) / best / 1e9
-
+    return best_gbs(module, [(x,)], nbytes * len(weights))
 
 if __name__ == "__main__":
     main()

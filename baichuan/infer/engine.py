@@ -78,16 +78,6 @@ class Request:
         return self.finish_reason is not None
 
 
-def describe(model: Baichuan, compiled: bool = False, compiled_rows: int | None = None) -> str:
-    """How an engine over `model` decodes, for banners: precision, device, eager or compiled."""
-    from baichuan.quant.linear import describe_precision
-    device = next(model.parameters()).device.type
-    how = ("CUDA graphs" if device == "cuda" else "compiled (inductor)") if compiled else "eager"
-    if compiled and compiled_rows is not None:
-        how += f" up to {compiled_rows} row{'s' * (compiled_rows > 1)}, eager above"
-    return f"{describe_precision(model)}, {device} decode {how}"
-
-
 class Engine:
     def __init__(self, model: Baichuan, max_batch: int = 8, max_len: int | None = None, seed: int = 0,
                  compile: bool = False, prefill_tokens: int = 4096, prefix_cache_bytes: int = 0,
@@ -95,7 +85,6 @@ class Engine:
         p = next(model.parameters())
         self.model, self.device = model.eval(), p.device
         self.path = decode_path(model, compile, compiled_rows)  # fastpath.py: how the decode step runs on this device
-        self.compiled = self.path.compiled
         self.max_len = max_len or model.cfg.max_len
         self.max_batch = max_batch
         self.prefill_tokens = prefill_tokens   # prompt tokens (padded) per prefill forward
@@ -119,8 +108,18 @@ class Engine:
         fixed = [*self.cache.k, *self.cache.v, self.cache.lengths, self.last, *vars(self.sampler).values()]
         self._decode = self.path.step(self._decode_rows, fixed, variants)
 
+    @property
+    def compiled(self) -> bool:
+        return self.path.compiled
+
     def describe(self) -> str:
-        return describe(self.model, self.compiled, self.path.compiled_rows)
+        """How this engine decodes, for banners: precision, device, eager or compiled."""
+        from baichuan.quant.linear import describe_precision
+        how = ("CUDA graphs" if self.device.type == "cuda" else "compiled (inductor)") if self.compiled else "eager"
+        rows = self.path.compiled_rows
+        if self.compiled and rows is not None:
+            how += f" up to {rows} row{'s' * (rows > 1)}, eager above"
+        return f"{describe_precision(self.model)}, {self.device.type} decode {how}"
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, prompt: list[int], params: SamplingParams, sink=None, request_id: str | None = None) -> Request:
@@ -198,8 +197,10 @@ class Engine:
         hi = self._row_count(active[-1] + 1)
         if not self._constrain(0, hi, events):
             return events
-        uniform, plan = self._draws(0, hi, self.path.compiles(hi))
-        tokens, logits = self._decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform,
+        compiled = self.path.compiles(hi)
+        uniform, plan = self._draws(0, hi, compiled)
+        decode = self._decode if compiled else self._decode_rows
+        tokens, logits = decode(self.last, self.cache.k, self.cache.v, self.cache.lengths, hi, uniform,
                                       plan, self._span_carrier(self._span(hi)))
         tokens = tokens.tolist()  # the decode's host sync (admission syncs more: see the module docstring)
         scored = self._logprobs(range(hi), logits, tokens)

@@ -71,9 +71,9 @@ class DecodePath:
         return _round64(need) if self.compiled else min(max_len, _round64(need))
 
     def step(self, fn: Callable, buffers: list[torch.Tensor], variants: int) -> Callable:
-        """`fn` as the engine calls it: compiled when the path is, with dynamo allowed `variants`
-        graphs of it (past its default limit of 8 the rest would silently run eager). A step over
-        more than `compiled_rows` rows (the fifth argument) calls `fn` itself."""
+        """`fn` compiled, with dynamo allowed `variants` graphs of it (past its default limit of 8
+        the rest would silently run eager); `fn` itself when the path is eager. The engine calls
+        it for the row counts the path `compiles`."""
         if not self.compiled:
             return fn
         compiled = self.compile(fn, buffers)
@@ -83,8 +83,6 @@ class DecodePath:
         from torch._inductor import config as inductor_config
 
         def call(*args):
-            if not self.compiles(args[4]):
-                return fn(*args)
             current = torch._dynamo.config.recompile_limit
             if not options and current >= limit:
                 return compiled(*args)  # a patch costs ~20 us a step: only where the limit needs raising
