@@ -23,11 +23,12 @@ ALLOWED = {
     "runtime": {"errors", "checkpoint", "tokenizer", "infer"},  # infer: whether its CPU compile backend is there
     "checkpoint": {"config", "errors", "hf", "model", "runtime", "data.writers", "quant"},  # quant: int8/int4 dirs
     "data": {"errors", "corpus", "tokenizer", "eval"},  # eval: `tokenizer report` reuses its report
-    "quant": SHARED,
+    "kernels": set(),  # the CPU decode products (C extension + torch ops): imports nothing of ours
+    "quant": SHARED | {"kernels"},
     "eval": SHARED,
     "gguf": SHARED | {"quant"},
     "train": SHARED | {"data", "quant", "eval"},  # quant: QLoRA bases; eval: adapt's before/after exam
-    "infer": SHARED | {"generate", "quant", "rag"},  # rag: the server's /v1/ask
+    "infer": SHARED | {"generate", "quant", "rag", "kernels"},  # rag: the server's /v1/ask
     "generate": SHARED | {"infer"},
     "rag": SHARED | {"infer", "generate"},
     "speedrun": SHARED | {"data", "train", "eval", "generate"},

@@ -156,13 +156,20 @@ def test_cpu_engine_stores_fp32_weights_column_major_with_equal_logits(arch, tmp
     assert all(m.weight.is_contiguous() for m in compiled.modules() if isinstance(m, torch.nn.Linear))
 
 
+@pytest.mark.parametrize("ours", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
-    """Up to FEW_ROWS rows, a weight product compiles to inductor's own reduction (no call to
-    the BLAS), which reads its input from a buffer rather than recomputing it for each output
-    row; past that it stays a BLAS product. Either way the result is the product's."""
+def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype, ours, monkeypatch):
+    """Up to FEW_ROWS rows, a weight product compiles to baichuan.kernels' product where this CPU
+    runs it (called directly, not through the dispatcher), else to inductor's own reduction, which
+    reads its input from a buffer rather than recomputing it for each output row; past that it
+    stays a BLAS product. Either way the result is the product's."""
     from torch._inductor.utils import run_and_get_code
+    from baichuan import kernels
     from baichuan.infer.cpu import FEW_ROWS, decode_backend
+    if ours and not kernels.available():
+        pytest.skip(f"baichuan.kernels: {kernels.why_not()}")
+    if not ours:
+        monkeypatch.setattr(kernels, "fits", lambda *a: False)
 
     def norm_then_linear(x, w):  # a pointwise producer, which inductor would otherwise inline
         return torch.nn.functional.linear(x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True)).to(x.dtype), w)
@@ -175,7 +182,8 @@ def test_cpu_decode_backend_computes_few_row_products_as_reductions(dtype):
             want = norm_then_linear(x.float(), w.float()).to(dtype)
         code = "\n".join(code)
         assert ("extern_kernels.mm" in code) == (rows > FEW_ROWS), rows
-        if rows <= FEW_ROWS:  # the norm is computed before the loop over the 96 outputs, not inside it
+        assert ("extern_kernels.baichuan_gemv_" in code) == (ours and rows <= FEW_ROWS), rows
+        if rows <= FEW_ROWS and not ours:  # the norm is computed before the loop over the 96 outputs, not inside it
             loop = code[code.index("<static_cast<int64_t>(96L)"):]
             assert "sqrt" not in loop[:loop.index("''')")]
         torch.testing.assert_close(out, want, **({} if dtype == torch.float32 else dict(rtol=2e-2, atol=8e-2)))

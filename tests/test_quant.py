@@ -308,7 +308,14 @@ def test_quantize_dir_peak_memory_is_about_one_shard(tmp_path):
 
 # ------------------------------------------------------------------------------------- kernels
 
-def test_use_kernels_switches_and_agrees_on_cpu_bf16():
+@pytest.fixture
+def torch_kernels_only(monkeypatch):
+    """use_kernels picks torch's kernels, not baichuan.kernels' (test_cpu_kernels.py covers those)."""
+    monkeypatch.setattr(qlinear, "_cpu_gemv_fits", lambda m, int4=False: False)
+    monkeypatch.setattr(qlinear, "_verified", {})
+
+
+def test_use_kernels_switches_and_agrees_on_cpu_bf16(torch_kernels_only):
     model = quantize(tiny("baichuan-13b", dtype=torch.bfloat16), "int4", 32)
     ids = torch.randint(0, 300, (2, 9))
     with torch.no_grad():
@@ -324,7 +331,7 @@ def test_use_kernels_switches_and_agrees_on_cpu_bf16():
 
 
 @pytest.mark.parametrize("mode, symmetric", [("int8", True), ("int4", True), ("int4", False)])
-def test_many_rows_take_a_bf16_gemm_with_the_reference_numbers(mode, symmetric):
+def test_many_rows_take_a_bf16_gemm_with_the_reference_numbers(mode, symmetric, torch_kernels_only):
     """A prefill (CPU_GEMM_ROWS rows or more) with kernels on multiplies the weight dequantized
     for the call, read back from the int4 kernel's own layout: the reference path's numbers
     exactly; fewer rows keep torch's kernel."""
@@ -350,7 +357,7 @@ def test_many_rows_take_a_bf16_gemm_with_the_reference_numbers(mode, symmetric):
     assert (few - reference_few).norm() / reference_few.norm() < 0.02
 
 
-def test_a_wrong_or_missing_kernel_falls_back_to_the_reference_path(monkeypatch):
+def test_a_wrong_or_missing_kernel_falls_back_to_the_reference_path(monkeypatch, torch_kernels_only):
     monkeypatch.setattr(qlinear, "_verified", {})
     monkeypatch.setattr(qlinear, "_warned", set())
     wrong = lambda x, packed, group_size, sz: torch.zeros(x.shape[0], sz.shape[1], dtype=x.dtype)  # noqa: E731

@@ -117,18 +117,34 @@ def _few_rows(node: torch.fx.Node) -> bool:
     return isinstance(rows, int) and rows <= FEW_ROWS and x.is_floating_point() and x.dtype == w.dtype
 
 
+def _few_rows_target(node: torch.fx.Node):
+    """What a few-row F.linear becomes: baichuan.kernels' product for its dtype where it runs here
+    (bf16 weights through VDPBF16PS, read as stored, where inductor's loop converts each to fp32),
+    else `few_rows_linear`."""
+    from baichuan import kernels
+    x, w = (a.meta["example_value"] for a in node.args[:2])
+    for kind, op in (("bf16", "gemv_bf16"), ("f32", "gemv_f32")):
+        if kernels.fits(kind, x, w):
+            return getattr(torch.ops.baichuan, op).default
+    return few_rows_linear
+
+
 def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     """torch.compile backend: inductor, after each F.linear of at most FEW_ROWS rows in the
-    graph is replaced by `few_rows_linear`. The graph is rewritten, not inductor's tables, so
+    graph is replaced by `_few_rows_target` (baichuan.kernels' product or `few_rows_linear`). The graph is rewritten, not inductor's tables, so
     inductor's cache keys and serves it (a second run compiles the 168M model in 15 s, not 60 s).
     AOTAutograd's cache stays off: its key names `few_rows_linear` without its code. Check
     `decode_backend_available()` first."""
     t = _internals()
+    from torch._inductor import config as inductor_config
+    from baichuan.kernels.inductor import cache_key_pass, lower
+    lowered = lower()  # baichuan.kernels' ops (quantized layers, the products below) called without the dispatcher
+    marker = {"post_grad_custom_post_pass": cache_key_pass()} if lowered and cache_key_pass() else {}
     for node in gm.graph.nodes:
         if _few_rows(node):
-            node.target, node.args, node.kwargs = few_rows_linear, tuple(node.args[:2]), {}
+            node.target, node.args, node.kwargs = _few_rows_target(node), tuple(node.args[:2]), {}
     gm.recompile()
-    with t.functorch_config.patch(enable_autograd_cache=False):
+    with t.functorch_config.patch(enable_autograd_cache=False), inductor_config.patch(marker):
         return t.compile_fx(gm, example_inputs)
 
 

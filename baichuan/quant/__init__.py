@@ -37,8 +37,10 @@ nothing: every element stays within scale/2 of the original.
 
 `quantize_dir` converts a directory shard by shard (a 13B model never has to fit in memory), and
 `load_quantized` builds the model on meta, swaps the modules and streams the shards in, as
-`checkpoint.load_pretrained` does. `use_kernels` switches layers to torch's packed int8/int4 matmuls
-for bf16 activations (CPU and CUDA) after checking each layer shape against the reference path.
+`checkpoint.load_pretrained` does. `use_kernels` switches layers to matmul kernels for bf16
+activations after checking each layer shape against the reference path: on a CPU with AVX-512 VNNI
+this project's own (baichuan.kernels, the stored layout) for a few rows, else torch's packed
+int8/int4 kernels (CPU and CUDA).
 """
 
 import importlib

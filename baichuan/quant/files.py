@@ -83,7 +83,7 @@ def save_quantized(model: Baichuan, out_dir: str | Path, tokenizer=None,
     qc = quantization_config(model)
     if qc is None:
         raise BaichuanError("the model is not quantized; call quantize() first, or use checkpoint.save_pretrained")
-    if any(isinstance(m, Int4Linear) and m.kernel for m in model.modules()):
+    if any(isinstance(m, Int4Linear) and m.packed is not None for m in model.modules()):
         raise BaichuanError("int4 layers were switched to the kernel layout by use_kernels() and cannot be saved; "
                             "save before use_kernels(), or load the model again with kernels=False")
     dtypes = checkpoint_dtypes(model, dtype)

@@ -113,6 +113,10 @@ def quantize_weight(w: torch.Tensor, mode: str, group_size: int, symmetric: bool
 # per row; the bf16 GEMM 0.9 ms at 16 rows and 2.9 at 256; making the bf16 weight takes 1 ms from
 # int8 and 7 ms from the int4 kernel's layout.
 CPU_GEMM_ROWS = {8: 16, 4: 128}
+# Up to this many rows, baichuan.kernels' products (AVX-512 VNNI, the stored layout) beat torch's
+# int8 kernel; torch's int4 kernel needs a second, packed copy of the weights, so int4 layers
+# that use ours keep them up to CPU_GEMM_ROWS.
+CPU_GEMV_ROWS = {8: 4, 4: CPU_GEMM_ROWS[4] - 1}
 
 
 class Int8Linear(nn.Module):
@@ -126,12 +130,15 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("scales", torch.ones(out_features, dtype=torch.float32, device=device))
         self.kernel = False  # set by use_kernels: torch._weight_int8pack_mm for bf16 inputs
+        self.cpu_gemv = False  # set by use_kernels: baichuan.kernels' gemv_q8 for a few bf16 rows first
         # its bf16 scales, made once: a cast inside forward is a graph op that compiled int8pack_mm rejects
         self.kernel_scales = None
 
     def forward(self, x):
         if self.kernel and x.dtype == torch.bfloat16:
             rows = x.reshape(-1, x.shape[-1])
+            if self.cpu_gemv and rows.shape[0] <= CPU_GEMV_ROWS[8]:
+                return torch.ops.baichuan.gemv_q8(x, self.qweight, self.scales)
             if rows.shape[0] >= CPU_GEMM_ROWS[8] and x.device.type == "cpu":  # the reference path below, in bf16
                 return F.linear(x, self.qweight.to(x.dtype)) * self.kernel_scales
             return torch._weight_int8pack_mm(rows, self.qweight, self.kernel_scales).view(*x.shape[:-1], -1)
@@ -163,8 +170,11 @@ class Int4Linear(nn.Module):
         self.register_buffer("packed", None, persistent=False)
         self.register_buffer("scales_and_zeros", None, persistent=False)
         self.cpu_unpack = False  # set by use_kernels where it read the CPU packed layout back exactly
+        self.cpu_gemv = False  # set by use_kernels instead of the packed layout: baichuan.kernels' gemv_q4
 
     def forward(self, x):
+        if self.cpu_gemv and x.numel() // x.shape[-1] <= CPU_GEMV_ROWS[4]:
+            return torch.ops.baichuan.gemv_q4(x, self.qweight, self.scales, self.zeros, self.group_size)
         if self.packed is not None:  # use_kernels checked that the model computes in bf16
             rows = x.reshape(-1, x.shape[-1])
             if self.cpu_unpack and rows.shape[0] >= CPU_GEMM_ROWS[4]:
@@ -174,7 +184,7 @@ class Int4Linear(nn.Module):
 
     @property
     def kernel(self) -> bool:
-        return self.packed is not None
+        return self.packed is not None or self.cpu_gemv
 
     def dequantize(self, dtype=torch.float32):
         if self.packed is not None:  # the kernel layout (CPU), read back: use_kernels checked it
@@ -284,16 +294,19 @@ def quantization_config(model: Baichuan) -> dict | None:
 
 
 def describe_precision(model: Baichuan) -> str:
-    """What a model computes with, for banners: e.g. "int4 g32 weights (torch kernels on 160 of 160
-    layers), bfloat16 activations" or "float32"."""
+    """What a model computes with, for banners: e.g. "int4 g32 weights (AVX-512 VNNI kernels on 160 of
+    160 layers), bfloat16 activations" or "float32"."""
     dtype = str(model.model.embed_tokens.weight.dtype).removeprefix("torch.")
     mods = [m for m in model.modules() if isinstance(m, QUANTIZED)]
     if not mods:
         return dtype
     m = mods[0]
     kind = f"int{m.bits}" + (f" g{m.group_size}" if m.bits == 4 else "")
-    fast = sum(bool(q.kernel) for q in mods)
-    return f"{kind} weights (torch kernels on {fast} of {len(mods)} layers), {dtype} activations"
+    ours = sum(q.cpu_gemv for q in mods)
+    torch_kernels = sum(bool(q.kernel) for q in mods) - ours
+    kernels = ", ".join(f"{name} on {n} of {len(mods)} layers" for name, n in
+                        (("AVX-512 VNNI kernels", ours), ("torch kernels", torch_kernels)) if n) or "no kernels"
+    return f"{kind} weights ({kernels}), {dtype} activations"
 
 
 # --------------------------------------------------------------------------------------- kernels
@@ -326,19 +339,32 @@ def _reads_back(m: Int4Linear) -> bool:
         return False
 
 
+# int4 layers stay on torch's kernel by default: at the 168M model's shapes gemv_q4 measured slower
+# (43 against 35 us at 1536 x 512, 466 against 480 at 5504 x 2048); `use_kernels(model, int4=True)`
+# takes it (the stored layout, no packed copy: such a model still saves).
+def _cpu_gemv_fits(m: nn.Module, int4: bool = False) -> bool:
+    """Whether baichuan.kernels runs this layer's few-row products (a CPU with AVX-512 VNNI, an
+    input width its loop steps through)."""
+    from baichuan import kernels
+    x = torch.empty(1, m.in_features, dtype=torch.bfloat16)
+    if isinstance(m, Int4Linear) and not int4:
+        return False
+    return kernels.fits("q8" if isinstance(m, Int8Linear) else "q4", x, m.qweight)
+
+
 _verified: dict[tuple, str | None] = {}  # layer kind and shape -> None if its kernel matched, else why not
 _reads: dict[tuple, bool] = {}  # layer kind and shape -> whether unpack_int4_cpu reads its packed layout
 _warned: set[str] = set()
 
 
-def _try_kernel(m: nn.Module) -> str | None:
+def _try_kernel(m: nn.Module, int4: bool = False) -> str | None:
     """Switch one layer to its kernel if this torch and device have it and it agrees with the
     reference path on this kind and shape (checked once per process); returns why not, or None."""
     if isinstance(m, Int8Linear) and m.qweight.device.type == "cuda":
         # torch's CUDA int8pack_mm gives each output one thread looping over K (no tiling): slower
         # than bf16. The reference path, compiled, becomes a fused int8 dequantize + reduction.
         return "torch's CUDA int8 kernel is slower than the reference path under torch.compile"
-    key = (type(m).__name__, str(m.qweight.device), m.out_features, m.in_features, m.group_size, m.symmetric)
+    key = (type(m).__name__, str(m.qweight.device), m.out_features, m.in_features, m.group_size, m.symmetric, int4)
     why = _verified.get(key, "unchecked")
     if why is not None and why != "unchecked":
         return why
@@ -348,33 +374,40 @@ def _try_kernel(m: nn.Module) -> str | None:
                 gen = torch.Generator(m.qweight.device).manual_seed(0)
                 x = torch.randn(4, m.in_features, device=m.qweight.device, generator=gen).bfloat16()
                 ref = F.linear(x, m.dequantize(torch.bfloat16)).float()
+            ours = _cpu_gemv_fits(m, int4)
             if isinstance(m, Int8Linear):
-                m.kernel, m.kernel_scales = True, m.scales.to(torch.bfloat16)
+                m.kernel, m.kernel_scales, m.cpu_gemv = True, m.scales.to(torch.bfloat16), ours
+            elif ours:  # the stored layout serves every row count below CPU_GEMM_ROWS: no packed copy
+                m.cpu_gemv = True
             else:
                 m.packed, m.scales_and_zeros = _int4_pack_for_kernel(m)
                 if key not in _reads:
                     _reads[key] = _reads_back(m)
                 m.cpu_unpack = _reads[key]
-            if why == "unchecked":
-                err = ((m(x).float() - ref).abs().max() / ref.abs().max().clamp(min=1e-6)).item()
+            if why == "unchecked":  # 4 rows and 8: both of an int8 layer's few-row kernels
+                y = torch.cat([m(x), m(torch.cat([x, x]))[4:]]).float()
+                err = ((y - ref.repeat(2, 1)).abs().max() / ref.abs().max().clamp(min=1e-6)).item()
                 why = None if err < 2e-2 else f"disagrees with the reference path: relative error {err:.3g}"
         except (RuntimeError, NotImplementedError, AttributeError, StopIteration) as e:
             why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
     _verified[key] = why
     if why is not None and isinstance(m, Int8Linear):
-        m.kernel, m.kernel_scales = False, None
+        m.kernel, m.kernel_scales, m.cpu_gemv = False, None, False
     elif why is not None:
         m.packed = m.scales_and_zeros = None
-    elif isinstance(m, Int4Linear):  # the kernel layout replaces the checkpoint one: still 0.5 byte per weight
+        m.cpu_gemv = False
+    elif isinstance(m, Int4Linear) and not m.cpu_gemv:  # torch's layout replaces the checkpoint one: still 0.5 byte per weight
         m.qweight = m.scales = m.zeros = None
     return why
 
 
-def use_kernels(model: Baichuan) -> int:
-    """Let the quantized layers of a bf16 model use torch's int8/int4 matmul kernels where this torch
-    and device have them; returns how many layers switched (the others warn once and keep the
-    reference path). Call it after moving the model to its device: int4 layers switched keep only
-    the kernel's device-specific layout, so they cannot be moved, cast or saved afterwards."""
+def use_kernels(model: Baichuan, int4: bool = False) -> int:
+    """Let the quantized layers of a bf16 model use matmul kernels where this torch and device have
+    them: baichuan.kernels' for a few rows on a CPU with AVX-512 VNNI (the stored layout), and
+    torch's int8/int4 kernels. Returns how many layers switched (the others warn once and keep the
+    reference path). Call it after moving the model to its device: int4 layers on torch's kernels
+    keep only their device-specific layout, so they cannot be moved, cast or saved afterwards.
+    `int4`: int4 layers take baichuan.kernels' product too (not yet faster: see _cpu_gemv_fits)."""
     dtype = model.model.embed_tokens.weight.dtype
     if dtype != torch.bfloat16:  # the int4 kernels take bf16 activations only
         raise BaichuanError(f"use_kernels needs a bfloat16 model (torch's int4/int8 kernels take bf16 "
@@ -382,7 +415,7 @@ def use_kernels(model: Baichuan) -> int:
     switched = 0
     for name, m in model.named_modules():
         if isinstance(m, QUANTIZED) and not m.kernel:
-            why = _try_kernel(m)
+            why = _try_kernel(m, int4)
             switched += why is None
             if why is not None and why not in _warned:
                 _warned.add(why)

@@ -1,0 +1,331 @@
+/* Products of a few activation rows with a weight matrix, for decoding on x86 CPUs with AVX-512.
+ *
+ * A decode step multiplies one row (or a few) by every weight matrix once, so it is bound by how
+ * fast the weights stream from memory. PyTorch's CPU kernels convert each int8/int4/bf16 weight to
+ * fp32 before multiplying, and on two cores that conversion, not memory, sets their pace
+ * (benchmarks/cpu_roofs.py: 0.45-0.66 of the memory roof). These kernels multiply the stored
+ * weights as they are, with the dot-product instructions made for them:
+ *
+ *   bf16  VDPBF16PS: bf16 pairs into fp32 sums (activations rounded to bf16, as F.linear does);
+ *   int8  VPDPBUSD: the activations quantized per block of 32 to int8 (scale = absmax / 127, the
+ *         scheme of llama.cpp's Q8_0), multiplied by the weight bytes offset to unsigned (w + 128;
+ *         the offset times each block's activation sum is taken off once per call);
+ *   int4  VPDPBUSD on the nibbles 0..15 against the same int8 activations; w = (q - 8) * s + z
+ *         per group, so y = sum_g s_g * sum(q x) + (z_g - 8 s_g) * sum(x), with sum(x) exact.
+ *   fp32  FMA.
+ *
+ * Weights stay in the checkpoint's row-major layout ([out, in]; int4: [out, in/2], column 2j in the
+ * low nibble), so nothing is repacked or copied. Each thread takes whole tiles of 4 output rows and
+ * reuses each tile from cache for every activation row. Everything here is plain C with intrinsics;
+ * baichuan/kernels/__init__.py checks the CPU, registers the torch ops and checks every kernel
+ * against the reference product before it is used.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16,fma")))
+#define TILE 4
+
+static int64_t threads = 1;
+
+/* ------------------------------------------------------------------------------- helpers */
+
+TARGET static inline __m512 bf16x16_to_f32(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stays NaN */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static inline void store(void *y, int y_bf16, int64_t i, float v) {
+    if (y_bf16) ((uint16_t *)y)[i] = f32_to_bf16(v);
+    else ((float *)y)[i] = v;
+}
+
+/* Activations of one row quantized per block of 32: q (int8, in the order the kernel reads them),
+ * scale (absmax / 127) and the exact float sum per block. `pairs`: int4 order, where each chunk
+ * of 128 inputs holds its 64 even columns, then its 64 odd ones (the nibble order of a byte). */
+TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t *q, float *scale, float *sum) {
+    for (int64_t b = 0; b < K / 32; b++) {
+        __m512i v = _mm512_loadu_si512((const void *)(x + 32 * b));   /* 16 pairs (x[2j], x[2j+1]) */
+        __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        __m512 od = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(ev), _mm512_abs_ps(od)));
+        float s = amax / 127.0f;
+        __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        __m128i qe = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(ev, inv)));
+        __m128i qo = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(od, inv)));
+        scale[b] = s;
+        sum[b] = _mm512_reduce_add_ps(_mm512_add_ps(ev, od));
+        if (pairs) {
+            int8_t *c = q + 128 * (b / 4) + 16 * (b % 4);
+            _mm_storeu_si128((__m128i *)c, qe);
+            _mm_storeu_si128((__m128i *)(c + 64), qo);
+        } else {
+            _mm_storeu_si128((__m128i *)(q + 32 * b), _mm_unpacklo_epi8(qe, qo));
+            _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm_unpackhi_epi8(qe, qo));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------- bf16, fp32 */
+
+TARGET static void tile_bf16(const uint16_t *x, const uint16_t *w, void *y, int y_bf16, int64_t M, int64_t N,
+                             int64_t K, int64_t n0, int64_t rows) {
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t *xm = x + m * K;
+        __m512 acc[TILE];
+        for (int r = 0; r < TILE; r++) acc[r] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k += 32) {
+            __m512bh xv = (__m512bh)_mm512_loadu_si512((const void *)(xm + k));
+            for (int r = 0; r < rows; r++)
+                acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_loadu_si512((const void *)(w + (n0 + r) * K + k)), xv);
+        }
+        for (int r = 0; r < rows; r++) store(y, y_bf16, m * N + n0 + r, _mm512_reduce_add_ps(acc[r]));
+    }
+}
+
+TARGET static void tile_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int64_t n0,
+                            int64_t rows) {
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        __m512 acc[TILE];
+        for (int r = 0; r < TILE; r++) acc[r] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k += 16) {
+            __m512 xv = _mm512_loadu_ps(xm + k);
+            for (int r = 0; r < rows; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (n0 + r) * K + k), xv, acc[r]);
+        }
+        for (int r = 0; r < rows; r++) y[m * N + n0 + r] = _mm512_reduce_add_ps(acc[r]);
+    }
+}
+
+/* ------------------------------------------------------------------------------- int8 */
+
+/* The scale of each lane of a 64-input chunk: lanes 0-7 sum block 2c, lanes 8-15 block 2c + 1. */
+TARGET static void lane_scales_q8(const float *scale, int64_t K, float *lanes) {
+    for (int64_t c = 0; c < K / 64; c++)
+        for (int l = 0; l < 16; l++) lanes[16 * c + l] = scale[2 * c + l / 8];
+}
+
+TARGET static void tile_q8(const int8_t *q, const float *lanes, const float *offset, const int8_t *w,
+                           const float *wscale, void *y, int y_bf16, int64_t M, int64_t N, int64_t K, int64_t n0,
+                           int64_t rows) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    for (int64_t m = 0; m < M; m++) {
+        const int8_t *qm = q + m * K;
+        const float *lm = lanes + m * (K / 4);
+        __m512 acc[TILE];
+        for (int r = 0; r < TILE; r++) acc[r] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k += 64) {
+            __m512i xv = _mm512_loadu_si512((const void *)(qm + k));
+            __m512 sv = _mm512_loadu_ps(lm + k / 4);
+            for (int r = 0; r < rows; r++) {
+                __m512i wv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(w + (n0 + r) * K + k)), flip);
+                __m512i d = _mm512_dpbusd_epi32(zero, wv, xv);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sv, acc[r]);
+            }
+        }
+        for (int r = 0; r < rows; r++)
+            store(y, y_bf16, m * N + n0 + r, (_mm512_reduce_add_ps(acc[r]) - offset[m]) * wscale[n0 + r]);
+    }
+}
+
+/* ------------------------------------------------------------------------------- int4 */
+
+/* One output row's scales per block of 32 inputs, times the activations' block scales, and the
+ * row's offset term sum_b (z - 8 s) * sum(x_b). Groups of 32, 64 or 128 inputs (`rep` blocks),
+ * 16 blocks at a time: the groups they span are loaded and spread over the blocks. */
+TARGET static float row_scales_q4(const uint16_t *s, const uint16_t *z, int64_t blocks, int64_t rep,
+                                  const float *xscale, const float *xsum, float *out) {
+    const int64_t groups = blocks / rep;
+    __m512i spread = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                       rep == 1 ? 0 : rep == 2 ? 1 : 2);
+    __m512 off = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; b += 16) {
+        int64_t g = b / rep, ng = groups - g < 16 / rep ? groups - g : 16 / rep, nb = blocks - b < 16 ? blocks - b : 16;
+        __mmask16 gm = (__mmask16)((1u << ng) - 1), bm = (__mmask16)((1u << nb) - 1);
+        __m512 sv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(gm, s + g)), 16));
+        __m512 zv = z ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(gm, z + g)), 16))
+                      : _mm512_setzero_ps();
+        sv = _mm512_permutexvar_ps(spread, sv);
+        zv = _mm512_permutexvar_ps(spread, zv);
+        _mm512_mask_storeu_ps(out + b, bm, _mm512_mul_ps(sv, _mm512_maskz_loadu_ps(bm, xscale + b)));
+        off = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sv, zv), _mm512_maskz_loadu_ps(bm, xsum + b), off);
+    }
+    return _mm512_reduce_add_ps(off);
+}
+
+TARGET static void tile_q4(const int8_t *q, const float *xscale, const float *xsum, const uint8_t *w,
+                           const uint16_t *s, const uint16_t *z, int64_t group, void *y, int y_bf16, int64_t M,
+                           int64_t N, int64_t K, int64_t n0, int64_t rows, float *work) {
+    const __m512i low = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512();
+    /* lane l of a 128-input chunk sums columns 8l..8l+7 of it: block 4c + l / 4 */
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const int64_t blocks = K / 32, groups = K / group, rep = group / 32;
+    for (int64_t m = 0; m < M; m++) {
+        const int8_t *qm = q + m * K;
+        float off[TILE];
+        __m512 acc[TILE];
+        for (int r = 0; r < rows; r++) {
+            off[r] = row_scales_q4(s + (n0 + r) * groups, z ? z + (n0 + r) * groups : NULL, blocks, rep,
+                                   xscale + m * blocks, xsum + m * blocks, work + r * blocks);
+            acc[r] = _mm512_setzero_ps();
+        }
+        for (int64_t k = 0; k < K; k += 128) {
+            __m512i xe = _mm512_loadu_si512((const void *)(qm + k)), xo = _mm512_loadu_si512((const void *)(qm + k + 64));
+            for (int r = 0; r < rows; r++) {
+                __m512i wv = _mm512_loadu_si512((const void *)(w + (n0 + r) * (K / 2) + k / 2));
+                __m512i d = _mm512_dpbusd_epi32(zero, _mm512_and_si512(wv, low), xe);
+                d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(wv, 4), low), xo);
+                __m512 sv = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(work + r * blocks + k / 32)));
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sv, acc[r]);
+            }
+        }
+        for (int r = 0; r < rows; r++) store(y, y_bf16, m * N + n0 + r, _mm512_reduce_add_ps(acc[r]) + off[r]);
+    }
+}
+
+/* ------------------------------------------------------------------------------- Python */
+
+static int args_i64(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int64_t *out) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "expected %zd integer arguments, got %zd", want, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        out[i] = PyLong_AsLongLong(args[i]);
+        if (out[i] == -1 && PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
+#define PTR(i) ((void *)(intptr_t)a[i])
+#define TILES(N) (((N) + TILE - 1) / TILE)
+#define ROWS(t, N) ((N) - (t) * TILE < TILE ? (N) - (t) * TILE : TILE)
+
+/* bf16(x, w, y, y_is_bf16, M, N, K): y[M, N] = x[M, K] @ w[N, K].T, bf16 in, bf16 or fp32 out */
+static PyObject *py_bf16(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[7];
+    if (args_i64(args, nargs, 7, a)) return NULL;
+    int64_t M = a[4], N = a[5], K = a[6];
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < TILES(N); t++) tile_bf16(PTR(0), PTR(1), PTR(2), (int)a[3], M, N, K, t * TILE, ROWS(t, N));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* f32(x, w, y, M, N, K) */
+static PyObject *py_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[6];
+    if (args_i64(args, nargs, 6, a)) return NULL;
+    int64_t M = a[3], N = a[4], K = a[5];
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < TILES(N); t++) tile_f32(PTR(0), PTR(1), PTR(2), M, N, K, t * TILE, ROWS(t, N));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* q8(x bf16, w int8 [N, K], wscale fp32 [N], y, y_is_bf16, M, N, K) */
+static PyObject *py_q8(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[8];
+    if (args_i64(args, nargs, 8, a)) return NULL;
+    int64_t M = a[5], N = a[6], K = a[7], blocks = K / 32;
+    int8_t *q = malloc(M * K);
+    float *scale = malloc(sizeof(float) * M * blocks), *sum = malloc(sizeof(float) * M * blocks);
+    float *lanes = malloc(sizeof(float) * M * (K / 4)), *offset = malloc(sizeof(float) * M);
+    if (!q || !scale || !sum || !lanes || !offset) {
+        free(q), free(scale), free(sum), free(lanes), free(offset);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t *x = (const uint16_t *)PTR(0) + m * K;
+        quantize_row(x, K, 0, q + m * K, scale + m * blocks, sum + m * blocks);
+        lane_scales_q8(scale + m * blocks, K, lanes + m * (K / 4));
+        /* the weights are read as w + 128: take 128 * sum(q) per block back off */
+        float off = 0.0f;
+        for (int64_t b = 0; b < blocks; b++) {
+            int32_t qs = 0;
+            for (int i = 0; i < 32; i++) qs += q[m * K + 32 * b + i];
+            off += 128.0f * scale[m * blocks + b] * (float)qs;
+        }
+        offset[m] = off;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < TILES(N); t++)
+        tile_q8(q, lanes, offset, PTR(1), PTR(2), PTR(3), (int)a[4], M, N, K, t * TILE, ROWS(t, N));
+    Py_END_ALLOW_THREADS
+    free(q), free(scale), free(sum), free(lanes), free(offset);
+    Py_RETURN_NONE;
+}
+
+/* q4(x bf16, w uint8 [N, K/2], scales bf16 [N, K/group], zeros bf16 [N, K/group] or 0, group, y,
+ *    y_is_bf16, M, N, K) */
+static PyObject *py_q4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[10];
+    if (args_i64(args, nargs, 10, a)) return NULL;
+    int64_t M = a[7], N = a[8], K = a[9], blocks = K / 32;
+    int8_t *q = malloc(M * K);
+    float *scale = malloc(sizeof(float) * M * blocks), *sum = malloc(sizeof(float) * M * blocks);
+    if (!q || !scale || !sum) {
+        free(q), free(scale), free(sum);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t m = 0; m < M; m++)
+        quantize_row((const uint16_t *)PTR(0) + m * K, K, 1, q + m * K, scale + m * blocks, sum + m * blocks);
+#pragma omp parallel num_threads(threads)
+    {
+        float *work = malloc(sizeof(float) * TILE * blocks);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < TILES(N); t++)
+            tile_q4(q, scale, sum, PTR(1), PTR(2), PTR(3), a[4], PTR(5), (int)a[6], M, N, K, t * TILE, ROWS(t, N),
+                    work);
+        free(work);
+    }
+    Py_END_ALLOW_THREADS
+    free(q), free(scale), free(sum);
+    Py_RETURN_NONE;
+}
+
+/* supported(): whether this CPU has every instruction the kernels use */
+static PyObject *py_supported(PyObject *self, PyObject *unused) {
+    __builtin_cpu_init();
+    int ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16") &&
+             __builtin_cpu_supports("fma");
+    return PyBool_FromLong(ok);
+}
+
+/* set_threads(n): the threads each call uses (torch's intra-op count, set by the caller) */
+static PyObject *py_set_threads(PyObject *self, PyObject *arg) {
+    int64_t n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    threads = n < 1 ? 1 : n;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"bf16", (PyCFunction)(void (*)(void))py_bf16, METH_FASTCALL, "y = x @ w.T, bf16 weights and activations"},
+    {"f32", (PyCFunction)(void (*)(void))py_f32, METH_FASTCALL, "y = x @ w.T, fp32"},
+    {"q8", (PyCFunction)(void (*)(void))py_q8, METH_FASTCALL, "y = x @ (w * scale).T, int8 weights"},
+    {"q4", (PyCFunction)(void (*)(void))py_q4, METH_FASTCALL, "y = x @ dequantized(w).T, int4 weights"},
+    {"supported", py_supported, METH_NOARGS, "whether this CPU runs the kernels"},
+    {"set_threads", py_set_threads, METH_O, "threads per call"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gemv", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__gemv(void) { return PyModule_Create(&module); }

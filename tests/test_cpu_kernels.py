@@ -1,0 +1,158 @@
+"""baichuan.kernels: the AVX-512 decode products against the math they implement, written out here
+in plain torch (the activations' per-block int8 quantization included), and against the fp32
+product of the same weights with the tolerance stated per kind."""
+
+import pytest
+import torch
+
+from baichuan import kernels
+from baichuan.quant import Int4Linear, Int8Linear, quantize, quantize_int4, quantize_int8, use_kernels
+from baichuan.quant import linear as qlinear
+from baichuan.quant.files import load_quantized, save_quantized
+from baichuan.quant.linear import dequantize_int4
+from baichuan.config import preset
+from baichuan.model import build
+
+
+def tiny(dtype):
+    torch.manual_seed(0)
+    cfg = preset("baichuan-7b", vocab_size=300, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4,
+                 max_len=128)
+    return build(cfg, dtype=dtype).eval()
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"baichuan.kernels: {kernels.why_not()}")
+
+
+def quantize_activations(x: torch.Tensor):
+    """Per block of 32 inputs: int8 values and scales, as the kernels do (llama.cpp's Q8_0)."""
+    b = x.float().reshape(*x.shape[:-1], -1, 32)
+    scale = b.abs().amax(-1, keepdim=True) / 127
+    q = torch.where(scale > 0, torch.round(b / torch.where(scale > 0, scale, 1)), 0).clamp(-127, 127)
+    return q, scale
+
+
+def q8_math(x, w, scales):
+    q, s = quantize_activations(x)
+    dots = (q.unsqueeze(-3) * w.float().reshape(w.shape[0], -1, 32)).sum(-1)   # [..., out, blocks]
+    return (dots * s.squeeze(-1).unsqueeze(-2)).sum(-1) * scales
+
+
+def q4_math(x, qweight, s, z, group):
+    """sum_g s_g sum(q x) + (z_g - 8 s_g) sum(x), with q x over the quantized activations."""
+    q, xs = quantize_activations(x)
+    nib = torch.stack((qweight & 15, qweight >> 4), -1).flatten(-2).float()        # [out, in]
+    rep = group // 32
+    sb = s.float().repeat_interleave(rep, -1)                                       # per block of 32
+    zb = (z.float() if z is not None else torch.zeros_like(s.float())).repeat_interleave(rep, -1)
+    dots = (q.unsqueeze(-3) * nib.reshape(nib.shape[0], -1, 32)).sum(-1)           # [..., out, blocks]
+    xsum = x.float().reshape(*x.shape[:-1], -1, 32).sum(-1).unsqueeze(-2)
+    return (dots * xs.squeeze(-1).unsqueeze(-2) * sb).sum(-1) + ((zb - 8 * sb) * xsum).sum(-1)
+
+
+def rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+SHAPES = [((1, 128), 12), ((3, 256), 7), ((1, 1, 384), 64), ((2, 1408), 130)]  # x shape, outputs (tails of 4)
+
+
+@pytest.mark.parametrize("shape, n", SHAPES)
+def test_f32_and_bf16_are_the_plain_product(shape, n):
+    torch.manual_seed(0)
+    x, w = torch.randn(shape), torch.randn(n, shape[-1])
+    assert rel(torch.ops.baichuan.gemv_f32(x, w), x @ w.T) < 1e-5
+    xb, wb = x.bfloat16(), w.bfloat16()
+    got = torch.ops.baichuan.gemv_bf16(xb, wb)
+    assert got.dtype == torch.bfloat16 and got.shape == (*shape[:-1], n)
+    assert rel(got, xb.float() @ wb.float().T) < 8e-3  # the output rounded to bf16
+
+
+@pytest.mark.parametrize("shape, n", SHAPES)
+def test_q8_is_its_math_and_near_the_weights_product(shape, n):
+    torch.manual_seed(0)
+    x, w = torch.randn(shape).bfloat16(), torch.randn(n, shape[-1]) * 0.02
+    x[..., 5] = 40.0  # an outlier feature: only its own block's scale grows
+    q = quantize_int8(w)
+    got = torch.ops.baichuan.gemv_q8(x, q["qweight"], q["scales"])
+    assert rel(got, q8_math(x, q["qweight"], q["scales"])) < 8e-3   # bf16 output
+    assert rel(got, x.float() @ (q["qweight"].float() * q["scales"][:, None]).T) < 2e-2  # 1.3% with the outlier
+
+
+@pytest.mark.parametrize("group", [32, 64, 128])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("shape, n", [((1, 256), 12), ((3, 384), 7), ((1, 1, 1408), 68)])
+def test_q4_is_its_math_and_near_the_weights_product(shape, n, group, symmetric):
+    if shape[-1] % group:
+        pytest.skip("the width is not a multiple of the group")
+    torch.manual_seed(0)
+    x, w = torch.randn(shape).bfloat16(), torch.randn(n, shape[-1]) * 0.02 + 0.01
+    q = quantize_int4(w, group, symmetric)
+    z = q.get("zeros")
+    got = torch.ops.baichuan.gemv_q4(x, q["qweight"], q["scales"], z, group)
+    assert rel(got, q4_math(x, q["qweight"], q["scales"], z, group)) < 8e-3
+    assert rel(got, x.float() @ dequantize_int4(q["qweight"], q["scales"], z, group).T) < 3e-2
+
+
+def test_ops_compile_and_fits_says_where_they_run():
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 256).bfloat16(), torch.randn(64, 256).bfloat16()
+    compiled = torch.compile(lambda a, b: torch.ops.baichuan.gemv_bf16(a, b) * 2, fullgraph=True)
+    assert torch.equal(compiled(x, w), torch.ops.baichuan.gemv_bf16(x, w) * 2)
+    assert kernels.fits("bf16", x, w)
+    assert not kernels.fits("bf16", x.float(), w)           # dtype
+    assert not kernels.fits("q4", torch.randn(1, 192).bfloat16(), w)  # width not a multiple of 128
+    assert not kernels.fits("bf16", x, w.t().contiguous().t()[:, :256])  # weight not contiguous
+
+
+def test_off_by_environment(monkeypatch):
+    monkeypatch.setenv("BAICHUAN_CPU_KERNELS", "0")
+    kernels._module.cache_clear()
+    try:
+        assert not kernels.available() and "BAICHUAN_CPU_KERNELS" in kernels.why_not()
+    finally:
+        monkeypatch.delenv("BAICHUAN_CPU_KERNELS")
+        kernels._module.cache_clear()
+    assert kernels.available()
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_use_kernels_takes_them_keeps_the_stored_layout_and_saves(mode, tmp_path, monkeypatch):
+    """A model on the kernels is as far from the fp32 model as the reference path (the weights'
+    quantization dominates; the activations' adds little), and still saves."""
+    monkeypatch.setattr(qlinear, "_verified", {})
+    fp32 = tiny(torch.float32)
+    model = quantize(tiny(torch.bfloat16), mode, 32)
+    save_quantized(model, tmp_path / "q")
+    assert use_kernels(model, int4=True) == 10
+    layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
+    assert all(m.cpu_gemv and m.qweight is not None for m in layers)
+    assert "AVX-512 VNNI kernels on 10 of 10 layers" in qlinear.describe_precision(model)
+    reference = load_quantized(tmp_path / "q", dtype=torch.bfloat16, kernels=False)
+    tokens = [torch.tensor([[t]]) for t in range(0, 300, 37)]  # one row each: the kernels' case
+    with torch.no_grad():
+        want = torch.cat([fp32(t) for t in tokens])
+        err = lambda m: ((torch.cat([m(t) for t in tokens]).float() - want).norm() / want.norm()).item()  # noqa: E731
+        ours, theirs = err(model), err(reference)
+    assert ours < 1.2 * theirs + 2e-3, (ours, theirs)
+    save_quantized(model, tmp_path / "again")  # the stored layout is kept: saving works after use_kernels
+    assert load_quantized(tmp_path / "again", dtype=torch.bfloat16, kernels=False).state_dict().keys() == \
+        reference.state_dict().keys()
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_compiled_engine_calls_them_directly_and_decodes_as_eager(mode):
+    """Compiled, the decode step calls the kernels through inductor's lowering (kernels/inductor.py)
+    with the inputs' own dtypes, and picks the tokens the eager step (through the dispatcher) picks."""
+    from torch._inductor.utils import run_and_get_code
+    from baichuan.infer.engine import Engine
+    from baichuan.infer.sampling import SamplingParams
+    from baichuan.kernels.inductor import lower
+    model = quantize(tiny(torch.bfloat16), mode, 32)
+    use_kernels(model, int4=True)
+    params = SamplingParams(max_new_tokens=8, eos_token_ids=(-1,))
+    eager = list(Engine(model, max_batch=1, max_len=64).generate([1, 2, 3], params))
+    torch._dynamo.reset()
+    engine = Engine(model, max_batch=1, max_len=64, compile=True)
+    compiled, code = run_and_get_code(lambda: list(engine.generate([1, 2, 3], params)))
+    assert lower() and compiled == eager
+    assert f"extern_kernels.baichuan_gemv_q{mode[-1]}(" in "\n".join(code)
