@@ -138,13 +138,14 @@ def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     t = _internals()
     from torch._inductor import config as inductor_config
     from baichuan.kernels.inductor import cache_key_pass, lower
-    lowered = lower()  # baichuan.kernels' ops (quantized layers, the products below) called without the dispatcher
-    marker = {"post_grad_custom_post_pass": cache_key_pass()} if lowered and cache_key_pass() else {}
+    # baichuan.kernels' ops (quantized layers, the products below) called without the dispatcher
+    marker = cache_key_pass() if lower() else None
+    options = {"post_grad_custom_post_pass": marker} if marker else {}
     for node in gm.graph.nodes:
         if _few_rows(node):
             node.target, node.args, node.kwargs = _few_rows_target(node), tuple(node.args[:2]), {}
     gm.recompile()
-    with t.functorch_config.patch(enable_autograd_cache=False), inductor_config.patch(marker):
+    with t.functorch_config.patch(enable_autograd_cache=False), inductor_config.patch(options):
         return t.compile_fx(gm, example_inputs)
 
 

@@ -66,50 +66,55 @@ def fits(kind: str, x: torch.Tensor, w: torch.Tensor) -> bool:
             and x.shape[-1] % _STEP[kind] == 0 and w.is_contiguous())
 
 
-def _out(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(x contiguous, the output [..., n], the number of rows)."""
-    x = x if x.is_contiguous() else x.contiguous()
-    return x, torch.empty(x.shape[:-1] + (n,), dtype=x.dtype), x.numel() // x.shape[-1]
+# The kernels with the output given (`out`, contiguous [..., out features]; x contiguous): what the
+# ops below allocate for, and what compiled graphs call directly (inductor.py). Call available() first.
+
+def _ext():
+    _ext.module.set_threads(torch.get_num_threads())
+    return _ext.module
+
+
+def f32_out(x, w, *, out):
+    _ext().f32(x.data_ptr(), w.data_ptr(), out.data_ptr(), x.numel() // w.shape[1], w.shape[0], w.shape[1])
+
+
+def bf16_out(x, w, *, out):
+    _ext().bf16(x.data_ptr(), w.data_ptr(), out.data_ptr(), x.numel() // w.shape[1], w.shape[0], w.shape[1])
+
+
+def q8_out(x, w, scales, *, out):
+    _ext().q8(x.data_ptr(), w.data_ptr(), scales.data_ptr(), out.data_ptr(), x.numel() // w.shape[1], w.shape[0],
+              w.shape[1])
+
+
+def q4_out(x, w, scales, zeros, group, *, out):
+    k = x.shape[-1]
+    _ext().q4(x.data_ptr(), w.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr(), group,
+              out.data_ptr(), x.numel() // k, w.shape[0], k)
+
+
+def _allocating(kernel):
+    """The op's CPU kernel: `kernel` into a new output."""
+    def run(x, w, *rest):
+        x = x if x.is_contiguous() else x.contiguous()
+        out = torch.empty(x.shape[:-1] + (w.shape[0],), dtype=x.dtype)
+        kernel(x, w, *rest, out=out)
+        return out
+    return run
 
 
 @functools.cache  # a namespace is defined once per process
 def _register() -> None:
-    """The four ops, their CPU kernels (the extension, called with the tensors' addresses) and fake kernels."""
+    """The four ops, their CPU kernels and fake kernels."""
     from baichuan.kernels import _gemv
-
+    _ext.module = _gemv
     lib = torch.library.Library("baichuan", "DEF")  # noqa: TOR901
     lib.define("gemv_f32(Tensor x, Tensor w) -> Tensor")
     lib.define("gemv_bf16(Tensor x, Tensor w) -> Tensor")
     lib.define("gemv_q8(Tensor x, Tensor w, Tensor scales) -> Tensor")
     lib.define("gemv_q4(Tensor x, Tensor w, Tensor scales, Tensor? zeros, int group) -> Tensor")
     _register.lib = lib  # the registrations live as long as the Library object
-
-    def f32(x, w):
-        _gemv.set_threads(torch.get_num_threads())
-        x, y, rows = _out(x, w.shape[0])
-        _gemv.f32(x.data_ptr(), w.data_ptr(), y.data_ptr(), rows, w.shape[0], x.shape[-1])
-        return y
-
-    def bf16(x, w):
-        _gemv.set_threads(torch.get_num_threads())
-        x, y, rows = _out(x, w.shape[0])
-        _gemv.bf16(x.data_ptr(), w.data_ptr(), y.data_ptr(), 1, rows, w.shape[0], x.shape[-1])
-        return y
-
-    def q8(x, w, scales):
-        _gemv.set_threads(torch.get_num_threads())
-        x, y, rows = _out(x, w.shape[0])
-        _gemv.q8(x.data_ptr(), w.data_ptr(), scales.data_ptr(), y.data_ptr(), 1, rows, w.shape[0], x.shape[-1])
-        return y
-
-    def q4(x, w, scales, zeros, group):
-        _gemv.set_threads(torch.get_num_threads())
-        x, y, rows = _out(x, w.shape[0])
-        _gemv.q4(x.data_ptr(), w.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr(), group,
-                 y.data_ptr(), 1, rows, w.shape[0], x.shape[-1])
-        return y
-
-    for name, fn in (("gemv_f32", f32), ("gemv_bf16", bf16), ("gemv_q8", q8), ("gemv_q4", q4)):
-        lib.impl(name, fn, "CPU")
+    for name, kernel in (("gemv_f32", f32_out), ("gemv_bf16", bf16_out), ("gemv_q8", q8_out), ("gemv_q4", q4_out)):
+        lib.impl(name, _allocating(kernel), "CPU")
         torch.library.register_fake(f"baichuan::{name}", lambda x, w, *rest: x.new_empty(*x.shape[:-1], w.shape[0]),
                                     lib=lib)

@@ -23,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <immintrin.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +35,6 @@ static int64_t threads = 1;
 
 /* ------------------------------------------------------------------------------- helpers */
 
-TARGET static inline __m512 bf16x16_to_f32(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-
 static inline uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stays NaN */
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -45,15 +42,12 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stay
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-static inline void store(void *y, int y_bf16, int64_t i, float v) {
-    if (y_bf16) ((uint16_t *)y)[i] = f32_to_bf16(v);
-    else ((float *)y)[i] = v;
-}
-
 /* Activations of one row quantized per block of 32: q (int8, in the order the kernel reads them),
- * scale (absmax / 127) and the exact float sum per block. `pairs`: int4 order, where each chunk
- * of 128 inputs holds its 64 even columns, then its 64 odd ones (the nibble order of a byte). */
-TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t *q, float *scale, float *sum) {
+ * scale (absmax / 127), the exact float sum and the sum of q per block. `pairs`: int4 order,
+ * where each chunk of 128 inputs holds its 64 even columns, then its 64 odd ones (the nibble
+ * order of a byte). */
+TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t *q, float *scale, float *sum,
+                                int32_t *qsum) {
     for (int64_t b = 0; b < K / 32; b++) {
         __m512i v = _mm512_loadu_si512((const void *)(x + 32 * b));   /* 16 pairs (x[2j], x[2j+1]) */
         __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -61,10 +55,11 @@ TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t 
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(ev), _mm512_abs_ps(od)));
         float s = amax / 127.0f;
         __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-        __m128i qe = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(ev, inv)));
-        __m128i qo = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(od, inv)));
+        __m512i ie = _mm512_cvtps_epi32(_mm512_mul_ps(ev, inv)), io = _mm512_cvtps_epi32(_mm512_mul_ps(od, inv));
+        __m128i qe = _mm512_cvtsepi32_epi8(ie), qo = _mm512_cvtsepi32_epi8(io);
         scale[b] = s;
         sum[b] = _mm512_reduce_add_ps(_mm512_add_ps(ev, od));
+        qsum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(ie, io));
         if (pairs) {
             int8_t *c = q + 128 * (b / 4) + 16 * (b % 4);
             _mm_storeu_si128((__m128i *)c, qe);
@@ -76,10 +71,32 @@ TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t 
     }
 }
 
+/* The quantized activations of M rows (and `extra` floats of the caller's), in one allocation. */
+typedef struct {
+    int8_t *q;
+    float *scale, *sum, *extra;
+    int32_t *qsum;
+} Acts;
+
+static int acts_alloc(Acts *a, int64_t M, int64_t K, int64_t extra) {
+    int64_t blocks = M * (K / 32);
+    float *f = malloc(sizeof(float) * (3 * blocks + extra) + M * K);  /* qsum: 4 bytes, as a float */
+    if (!f) return -1;
+    a->scale = f, a->sum = f + blocks, a->qsum = (int32_t *)(f + 2 * blocks), a->extra = f + 3 * blocks;
+    a->q = (int8_t *)(a->extra + extra);
+    return 0;
+}
+
+TARGET static void acts_quantize(Acts *a, const uint16_t *x, int64_t M, int64_t K, int pairs) {
+    int64_t blocks = K / 32;
+    for (int64_t m = 0; m < M; m++)
+        quantize_row(x + m * K, K, pairs, a->q + m * K, a->scale + m * blocks, a->sum + m * blocks, a->qsum + m * blocks);
+}
+
 /* ------------------------------------------------------------------------------- bf16, fp32 */
 
-TARGET static void tile_bf16(const uint16_t *x, const uint16_t *w, void *y, int y_bf16, int64_t M, int64_t N,
-                             int64_t K, int64_t n0, int64_t rows) {
+TARGET static void tile_bf16(const uint16_t *x, const uint16_t *w, uint16_t *y, int64_t M, int64_t N, int64_t K,
+                             int64_t n0, int64_t rows) {
     for (int64_t m = 0; m < M; m++) {
         const uint16_t *xm = x + m * K;
         __m512 acc[TILE];
@@ -89,7 +106,7 @@ TARGET static void tile_bf16(const uint16_t *x, const uint16_t *w, void *y, int 
             for (int r = 0; r < rows; r++)
                 acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_loadu_si512((const void *)(w + (n0 + r) * K + k)), xv);
         }
-        for (int r = 0; r < rows; r++) store(y, y_bf16, m * N + n0 + r, _mm512_reduce_add_ps(acc[r]));
+        for (int r = 0; r < rows; r++) y[m * N + n0 + r] = f32_to_bf16(_mm512_reduce_add_ps(acc[r]));
     }
 }
 
@@ -116,7 +133,7 @@ TARGET static void lane_scales_q8(const float *scale, int64_t K, float *lanes) {
 }
 
 TARGET static void tile_q8(const int8_t *q, const float *lanes, const float *offset, const int8_t *w,
-                           const float *wscale, void *y, int y_bf16, int64_t M, int64_t N, int64_t K, int64_t n0,
+                           const float *wscale, uint16_t *y, int64_t M, int64_t N, int64_t K, int64_t n0,
                            int64_t rows) {
     const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
     for (int64_t m = 0; m < M; m++) {
@@ -134,7 +151,7 @@ TARGET static void tile_q8(const int8_t *q, const float *lanes, const float *off
             }
         }
         for (int r = 0; r < rows; r++)
-            store(y, y_bf16, m * N + n0 + r, (_mm512_reduce_add_ps(acc[r]) - offset[m]) * wscale[n0 + r]);
+            y[m * N + n0 + r] = f32_to_bf16((_mm512_reduce_add_ps(acc[r]) - offset[m]) * wscale[n0 + r]);
     }
 }
 
@@ -164,8 +181,8 @@ TARGET static float row_scales_q4(const uint16_t *s, const uint16_t *z, int64_t 
 }
 
 TARGET static void tile_q4(const int8_t *q, const float *xscale, const float *xsum, const uint8_t *w,
-                           const uint16_t *s, const uint16_t *z, int64_t group, void *y, int y_bf16, int64_t M,
-                           int64_t N, int64_t K, int64_t n0, int64_t rows, float *work) {
+                           const uint16_t *s, const uint16_t *z, int64_t group, uint16_t *y, int64_t M, int64_t N,
+                           int64_t K, int64_t n0, int64_t rows, float *work) {
     const __m512i low = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512();
     /* lane l of a 128-input chunk sums columns 8l..8l+7 of it: block 4c + l / 4 */
     const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
@@ -189,7 +206,7 @@ TARGET static void tile_q4(const int8_t *q, const float *xscale, const float *xs
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sv, acc[r]);
             }
         }
-        for (int r = 0; r < rows; r++) store(y, y_bf16, m * N + n0 + r, _mm512_reduce_add_ps(acc[r]) + off[r]);
+        for (int r = 0; r < rows; r++) y[m * N + n0 + r] = f32_to_bf16(_mm512_reduce_add_ps(acc[r]) + off[r]);
     }
 }
 
@@ -211,14 +228,14 @@ static int args_i64(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, in
 #define TILES(N) (((N) + TILE - 1) / TILE)
 #define ROWS(t, N) ((N) - (t) * TILE < TILE ? (N) - (t) * TILE : TILE)
 
-/* bf16(x, w, y, y_is_bf16, M, N, K): y[M, N] = x[M, K] @ w[N, K].T, bf16 in, bf16 or fp32 out */
+/* bf16(x, w, y, M, N, K): y[M, N] = x[M, K] @ w[N, K].T, bf16 */
 static PyObject *py_bf16(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[7];
-    if (args_i64(args, nargs, 7, a)) return NULL;
-    int64_t M = a[4], N = a[5], K = a[6];
+    int64_t a[6];
+    if (args_i64(args, nargs, 6, a)) return NULL;
+    int64_t M = a[3], N = a[4], K = a[5];
     Py_BEGIN_ALLOW_THREADS
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t t = 0; t < TILES(N); t++) tile_bf16(PTR(0), PTR(1), PTR(2), (int)a[3], M, N, K, t * TILE, ROWS(t, N));
+    for (int64_t t = 0; t < TILES(N); t++) tile_bf16(PTR(0), PTR(1), PTR(2), M, N, K, t * TILE, ROWS(t, N));
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -235,66 +252,49 @@ static PyObject *py_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* q8(x bf16, w int8 [N, K], wscale fp32 [N], y, y_is_bf16, M, N, K) */
+/* q8(x bf16, w int8 [N, K], wscale fp32 [N], y bf16, M, N, K) */
 static PyObject *py_q8(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[8];
-    if (args_i64(args, nargs, 8, a)) return NULL;
-    int64_t M = a[5], N = a[6], K = a[7], blocks = K / 32;
-    int8_t *q = malloc(M * K);
-    float *scale = malloc(sizeof(float) * M * blocks), *sum = malloc(sizeof(float) * M * blocks);
-    float *lanes = malloc(sizeof(float) * M * (K / 4)), *offset = malloc(sizeof(float) * M);
-    if (!q || !scale || !sum || !lanes || !offset) {
-        free(q), free(scale), free(sum), free(lanes), free(offset);
-        return PyErr_NoMemory();
-    }
+    int64_t a[7];
+    if (args_i64(args, nargs, 7, a)) return NULL;
+    int64_t M = a[4], N = a[5], K = a[6], blocks = K / 32;
+    Acts x;
+    if (acts_alloc(&x, M, K, M * (K / 4) + M)) return PyErr_NoMemory();
+    float *lanes = x.extra, *offset = x.extra + M * (K / 4);
     Py_BEGIN_ALLOW_THREADS
+    acts_quantize(&x, PTR(0), M, K, 0);
     for (int64_t m = 0; m < M; m++) {
-        const uint16_t *x = (const uint16_t *)PTR(0) + m * K;
-        quantize_row(x, K, 0, q + m * K, scale + m * blocks, sum + m * blocks);
-        lane_scales_q8(scale + m * blocks, K, lanes + m * (K / 4));
-        /* the weights are read as w + 128: take 128 * sum(q) per block back off */
-        float off = 0.0f;
-        for (int64_t b = 0; b < blocks; b++) {
-            int32_t qs = 0;
-            for (int i = 0; i < 32; i++) qs += q[m * K + 32 * b + i];
-            off += 128.0f * scale[m * blocks + b] * (float)qs;
-        }
-        offset[m] = off;
+        lane_scales_q8(x.scale + m * blocks, K, lanes + m * (K / 4));
+        offset[m] = 0.0f;  /* the weights are read as w + 128: take 128 * sum(q) per block back off */
+        for (int64_t b = m * blocks; b < (m + 1) * blocks; b++) offset[m] += 128.0f * x.scale[b] * (float)x.qsum[b];
     }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t t = 0; t < TILES(N); t++)
-        tile_q8(q, lanes, offset, PTR(1), PTR(2), PTR(3), (int)a[4], M, N, K, t * TILE, ROWS(t, N));
+        tile_q8(x.q, lanes, offset, PTR(1), PTR(2), PTR(3), M, N, K, t * TILE, ROWS(t, N));
     Py_END_ALLOW_THREADS
-    free(q), free(scale), free(sum), free(lanes), free(offset);
+    free(x.scale);
     Py_RETURN_NONE;
 }
 
-/* q4(x bf16, w uint8 [N, K/2], scales bf16 [N, K/group], zeros bf16 [N, K/group] or 0, group, y,
- *    y_is_bf16, M, N, K) */
+/* q4(x bf16, w uint8 [N, K/2], scales bf16 [N, K/group], zeros bf16 [N, K/group] or 0, group, y bf16,
+ *    M, N, K) */
 static PyObject *py_q4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[10];
-    if (args_i64(args, nargs, 10, a)) return NULL;
-    int64_t M = a[7], N = a[8], K = a[9], blocks = K / 32;
-    int8_t *q = malloc(M * K);
-    float *scale = malloc(sizeof(float) * M * blocks), *sum = malloc(sizeof(float) * M * blocks);
-    if (!q || !scale || !sum) {
-        free(q), free(scale), free(sum);
-        return PyErr_NoMemory();
-    }
+    int64_t a[9];
+    if (args_i64(args, nargs, 9, a)) return NULL;
+    int64_t M = a[6], N = a[7], K = a[8];
+    int64_t per_thread = TILE * (K / 32);  /* each thread's row scales (tile_q4's work) */
+    Acts x;
+    if (acts_alloc(&x, M, K, threads * per_thread)) return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
-    for (int64_t m = 0; m < M; m++)
-        quantize_row((const uint16_t *)PTR(0) + m * K, K, 1, q + m * K, scale + m * blocks, sum + m * blocks);
+    acts_quantize(&x, PTR(0), M, K, 1);
 #pragma omp parallel num_threads(threads)
     {
-        float *work = malloc(sizeof(float) * TILE * blocks);
+        float *work = x.extra + omp_get_thread_num() * per_thread;
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < TILES(N); t++)
-            tile_q4(q, scale, sum, PTR(1), PTR(2), PTR(3), a[4], PTR(5), (int)a[6], M, N, K, t * TILE, ROWS(t, N),
-                    work);
-        free(work);
+            tile_q4(x.q, x.scale, x.sum, PTR(1), PTR(2), PTR(3), a[4], PTR(5), M, N, K, t * TILE, ROWS(t, N), work);
     }
     Py_END_ALLOW_THREADS
-    free(q), free(scale), free(sum);
+    free(x.scale);
     Py_RETURN_NONE;
 }
 

@@ -24,7 +24,6 @@ def lower() -> bool:
     from baichuan import kernels
     if not kernels.available():
         return False
-    from baichuan.kernels import _gemv
     try:
         from torch._inductor import ir
         from torch._inductor.lowering import register_lowering
@@ -34,40 +33,14 @@ def lower() -> bool:
                       RuntimeWarning, stacklevel=2)
         return False
 
-    def threads() -> int:
-        return torch.get_num_threads()
-
-    def f32(x, w, *, out):
-        _gemv.set_threads(threads())
-        _gemv.f32(x.data_ptr(), w.data_ptr(), out.data_ptr(), x.numel() // w.shape[1], w.shape[0], w.shape[1])
-
-    def bf16(x, w, *, out):
-        _gemv.set_threads(threads())
-        _gemv.bf16(x.data_ptr(), w.data_ptr(), out.data_ptr(), 1, x.numel() // w.shape[1], w.shape[0], w.shape[1])
-
-    def q8(x, w, scales, *, out):
-        _gemv.set_threads(threads())
-        _gemv.q8(x.data_ptr(), w.data_ptr(), scales.data_ptr(), out.data_ptr(), 1, x.numel() // w.shape[1],
-                 w.shape[0], w.shape[1])
-
-    def q4(x, w, scales, zeros, group, *, out):
-        _gemv.set_threads(threads())
-        k = x.shape[-1]
-        _gemv.q4(x.data_ptr(), w.data_ptr(), scales.data_ptr(), zeros.data_ptr(), group, out.data_ptr(), 1,
-                 x.numel() // k, w.shape[0], k)
-
-    def q4_symmetric(x, w, scales, group, *, out):
-        _gemv.set_threads(threads())
-        k = x.shape[-1]
-        _gemv.q4(x.data_ptr(), w.data_ptr(), scales.data_ptr(), 0, group, out.data_ptr(), 1, x.numel() // k,
-                 w.shape[0], k)
+    def q4_symmetric_out(x, w, scales, group, *, out):  # no zeros tensor to pass as an input
+        kernels.q4_out(x, w, scales, None, group, out=out)
 
     names = {}
-    for fn in (f32, bf16, q8, q4, q4_symmetric):
-        name = f"baichuan_gemv_{fn.__name__}"
-        if not hasattr(extern_kernels, name):
-            setattr(extern_kernels, name, fn)
-        names[fn.__name__] = f"extern_kernels.{name}"
+    for name, fn in (("f32", kernels.f32_out), ("bf16", kernels.bf16_out), ("q8", kernels.q8_out),
+                     ("q4", kernels.q4_out), ("q4_symmetric", q4_symmetric_out)):
+        setattr(extern_kernels, f"baichuan_gemv_{name}", fn)
+        names[name] = f"extern_kernels.baichuan_gemv_{name}"
 
     def extern(name, x, *tensors, constants=()):
         x = ir.ExternKernel.require_contiguous(x)
@@ -95,12 +68,13 @@ def lower() -> bool:
 
 @functools.cache
 def cache_key_pass():
-    """A no-op post-grad pass whose uuid is the hash of these lowerings and the extension: set as
+    """A no-op post-grad pass whose uuid is the hash of these lowerings and the kernels: set as
     inductor's `post_grad_custom_post_pass` while compiling, it enters inductor's cache key, which
     otherwise knows nothing of lowerings registered from outside (a graph cached before them would
     be served without them). None where this torch lacks the hook."""
     try:
         from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+        from baichuan import kernels
         from baichuan.kernels import _gemv
     except ImportError:
         return None
@@ -110,5 +84,5 @@ def cache_key_pass():
             pass
 
         def uuid(self):
-            return get_hash_for_files((__file__, _gemv.__file__))
+            return get_hash_for_files((__file__, kernels.__file__, _gemv.__file__))
     return Marker()
