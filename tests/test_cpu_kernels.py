@@ -100,6 +100,7 @@ def test_ops_compile_and_fits_says_where_they_run():
     assert torch.equal(compiled(x, w), torch.ops.baichuan.gemv_bf16(x, w) * 2)
     assert kernels.fits("bf16", x, w)
     assert not kernels.fits("bf16", x.float(), w)           # dtype
+    assert not kernels.fits("bf16", x, w.float())           # the weight's dtype
     assert not kernels.fits("q4", torch.randn(1, 192).bfloat16(), w)  # width not a multiple of 128
     assert not kernels.fits("bf16", x, w.t().contiguous().t()[:, :256])  # weight not contiguous
 
@@ -156,3 +157,19 @@ def test_compiled_engine_calls_them_directly_and_decodes_as_eager(mode):
     compiled, code = run_and_get_code(lambda: list(engine.generate([1, 2, 3], params)))
     assert lower() and compiled == eager
     assert f"extern_kernels.baichuan_gemv_q{mode[-1]}(" in "\n".join(code)
+
+
+def test_bf16_linears_take_them_for_few_rows_eager_and_fp32_ones_do_not():
+    """The CPU decode path switches a bf16 model's Linears (in place) to gemv_bf16 for up to
+    FEW_ROWS rows; one-row logits stay the bf16 model's, a prefill keeps F.linear's numbers."""
+    from baichuan.infer.cpu import FEW_ROWS, _few_row_forward, few_row_kernels
+    model = tiny(torch.bfloat16)
+    one, prompt = torch.tensor([[7]]), torch.randint(0, 300, (1, FEW_ROWS + 7))
+    with torch.no_grad():
+        want_one, want_prompt = model(one).float(), model(prompt)
+        assert few_row_kernels(model) == 2 * 5 + 1  # W_pack, o_proj, gate, up, down per layer; the head
+        assert model.lm_head.forward.__func__ is _few_row_forward
+        assert few_row_kernels(tiny(torch.float32)) == 0
+        got_one = model(one).float()
+        assert (got_one - want_one).norm() / want_one.norm() < 1e-2
+        assert torch.equal(model(prompt), want_prompt)

@@ -34,6 +34,7 @@ import torch
 # Inputs per step of each kernel's inner loop: a product whose input width is not a multiple runs elsewhere.
 _STEP = {"f32": 16, "bf16": 32, "q8": 64, "q4": 128}
 _DTYPE = {"f32": torch.float32, "bf16": torch.bfloat16, "q8": torch.bfloat16, "q4": torch.bfloat16}
+_WEIGHT = {"f32": torch.float32, "bf16": torch.bfloat16, "q8": torch.int8, "q4": torch.uint8}
 
 
 @functools.cache
@@ -63,7 +64,7 @@ def why_not() -> str | None:
 def fits(kind: str, x: torch.Tensor, w: torch.Tensor) -> bool:
     """Whether `gemv_<kind>(x, w, ...)` runs here for x [..., in] and stored weight w (rows = out)."""
     return (available() and x.device.type == "cpu" and w.device.type == "cpu" and x.dtype == _DTYPE[kind]
-            and x.shape[-1] % _STEP[kind] == 0 and w.is_contiguous())
+            and w.dtype == _WEIGHT[kind] and x.shape[-1] % _STEP[kind] == 0 and w.is_contiguous())
 
 
 # The kernels with the output given (`out`, contiguous [..., out features]; x contiguous): what the
