@@ -183,6 +183,6 @@ def cpu_decode_path(model: torch.nn.Module, compile: bool, compiled_rows: int | 
     if compile and decode_backend_available():
         normalize_head(model)
         return DecodePath(compiled=True, compiled_rows=compiled_rows,
-                          compile=lambda fn, buffers: torch.compile(fn, dynamic=False, backend=decode_backend))
+                          compile=lambda fn, buffers, options: torch.compile(fn, backend=decode_backend, **options))
     column_major_weights(model)
     return DecodePath()

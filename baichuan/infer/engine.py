@@ -29,7 +29,9 @@ attends over the slots the longest row fills, rounded up to 64 (on CUDA to 64 ti
 two: a graph per span), not over whole rows. A path may compile steps of up to `compiled_rows`
 rows only (serve's CPU default: 1) and run wider ones eager; a stream left alone in a later row
 moves to row 0. Prefill stays eager (prompt lengths vary). Eager on a CPU, the path stores the
-model's fp32 Linear weights column-major, in place (cpu.py).
+model's fp32 Linear weights column-major, in place (cpu.py). A compiled step does not check the
+model's modules and weights at each call (fastpath.py `model_guards_skipped`): once an engine is
+built, its model's weights may change in value, not in shape, type or structure.
 
     engine = Engine(model, max_batch=16)
     for token in engine.generate(prompt_ids, SamplingParams(max_new_tokens=64)):   # one caller
