@@ -9,7 +9,7 @@ from baichuan import kernels
 from baichuan.quant import Int4Linear, Int8Linear, quantize, quantize_int4, quantize_int8, use_kernels
 from baichuan.quant import linear as qlinear
 from baichuan.quant.files import load_quantized, save_quantized
-from baichuan.quant.linear import dequantize_int4
+from baichuan.quant.linear import dequantize_int4, pack_rows16, rows16, unpack_int4, unpack_rows16, unrows16
 from baichuan.config import preset
 from baichuan.model import build
 
@@ -78,9 +78,24 @@ def test_q8_is_its_math_and_near_the_weights_product(shape, n):
     assert rel(got, x.float() @ (q["qweight"].float() * q["scales"][:, None]).T) < 2e-2  # 1.3% with the outlier
 
 
+def test_the_int4_cpu_layout_holds_the_checkpoints_bytes():
+    torch.manual_seed(0)
+    q = quantize_int4(torch.randn(48, 256), 64, False)
+    packed = pack_rows16(q["qweight"])
+    assert packed.shape == q["qweight"].shape and packed.dtype == torch.uint8
+    assert not torch.equal(packed, q["qweight"])
+    assert torch.equal(unpack_rows16(packed), unpack_int4(q["qweight"]))
+    assert torch.equal(unrows16(rows16(q["scales"])), q["scales"])
+    # row 16 t + r, inputs 8 c .. 8 c + 7: bytes [64 (t * in/8 + c) + 4 r, + 4), low nibbles first
+    values, row, c = unpack_int4(q["qweight"]), 21, 5
+    at = 64 * (1 * 256 // 8 + c) + 4 * (row - 16)
+    got = packed.view(-1)[at:at + 4]
+    assert torch.equal(torch.cat([got & 15, got >> 4]), values[row, 8 * c:8 * c + 8])
+
+
 @pytest.mark.parametrize("group", [32, 64, 128])
 @pytest.mark.parametrize("symmetric", [True, False])
-@pytest.mark.parametrize("shape, n", [((1, 256), 12), ((3, 384), 7), ((1, 1, 1408), 68)])
+@pytest.mark.parametrize("shape, n", [((1, 256), 16), ((3, 384), 48), ((1, 1, 1408), 64), ((6, 128), 32)])
 def test_q4_is_its_math_and_near_the_weights_product(shape, n, group, symmetric):
     if shape[-1] % group:
         pytest.skip("the width is not a multiple of the group")
@@ -88,7 +103,9 @@ def test_q4_is_its_math_and_near_the_weights_product(shape, n, group, symmetric)
     x, w = torch.randn(shape).bfloat16(), torch.randn(n, shape[-1]) * 0.02 + 0.01
     q = quantize_int4(w, group, symmetric)
     z = q.get("zeros")
-    got = torch.ops.baichuan.gemv_q4(x, q["qweight"], q["scales"], z, group)
+    got = torch.ops.baichuan.gemv_q4(x, pack_rows16(q["qweight"]), rows16(q["scales"]),
+                                     None if z is None else rows16(z), group)
+    assert got.shape == (*shape[:-1], n)
     assert rel(got, q4_math(x, q["qweight"], q["scales"], z, group)) < 8e-3
     assert rel(got, x.float() @ dequantize_int4(q["qweight"], q["scales"], z, group).T) < 3e-2
 
@@ -101,7 +118,10 @@ def test_ops_compile_and_fits_says_where_they_run():
     assert kernels.fits("bf16", x, w)
     assert not kernels.fits("bf16", x.float(), w)           # dtype
     assert not kernels.fits("bf16", x, w.float())           # the weight's dtype
-    assert not kernels.fits("q4", torch.randn(1, 192).bfloat16(), w)  # width not a multiple of 128
+    q4 = torch.zeros(32, 96, dtype=torch.uint8)
+    assert kernels.fits("q4", torch.randn(1, 192).bfloat16(), q4)
+    assert not kernels.fits("q4", torch.randn(1, 176).bfloat16(), q4[:, :88])  # width not a multiple of 32
+    assert not kernels.fits("q4", torch.randn(1, 192).bfloat16(), q4[:24])    # rows not a multiple of 16
     assert not kernels.fits("bf16", x, w.t().contiguous().t()[:, :256])  # weight not contiguous
 
 
@@ -117,16 +137,17 @@ def test_off_by_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_use_kernels_takes_them_keeps_the_stored_layout_and_saves(mode, tmp_path, monkeypatch):
+def test_use_kernels_takes_them_and_the_model_still_saves(mode, tmp_path, monkeypatch):
     """A model on the kernels is as far from the fp32 model as the reference path (the weights'
-    quantization dominates; the activations' adds little), and still saves."""
+    quantization dominates; the activations' adds little), and still saves the same checkpoint
+    (int4: written back from the kernel's layout of the same bytes)."""
     monkeypatch.setattr(qlinear, "_verified", {})
     fp32 = tiny(torch.float32)
     model = quantize(tiny(torch.bfloat16), mode, 32)
     save_quantized(model, tmp_path / "q")
-    assert use_kernels(model, int4=True) == 10
+    assert use_kernels(model) == 10
     layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
-    assert all(m.cpu_gemv and m.qweight is not None for m in layers)
+    assert all(m.cpu_gemv and (m.qweight is None) == (mode == "int4") for m in layers)
     assert "AVX-512 VNNI kernels on 10 of 10 layers" in qlinear.describe_precision(model)
     reference = load_quantized(tmp_path / "q", dtype=torch.bfloat16, kernels=False)
     tokens = [torch.tensor([[t]]) for t in range(0, 300, 37)]  # one row each: the kernels' case
@@ -134,10 +155,13 @@ def test_use_kernels_takes_them_keeps_the_stored_layout_and_saves(mode, tmp_path
         want = torch.cat([fp32(t) for t in tokens])
         err = lambda m: ((torch.cat([m(t) for t in tokens]).float() - want).norm() / want.norm()).item()  # noqa: E731
         ours, theirs = err(model), err(reference)
+        prompt = torch.randint(0, 300, (1, qlinear.CPU_GEMM_ROWS[4]))  # a prefill: the weights dequantized
+        assert torch.equal(model(prompt), reference(prompt))
     assert ours < 1.2 * theirs + 2e-3, (ours, theirs)
-    save_quantized(model, tmp_path / "again")  # the stored layout is kept: saving works after use_kernels
-    assert load_quantized(tmp_path / "again", dtype=torch.bfloat16, kernels=False).state_dict().keys() == \
-        reference.state_dict().keys()
+    save_quantized(model, tmp_path / "again")
+    again = load_quantized(tmp_path / "again", dtype=torch.bfloat16, kernels=False).state_dict()
+    want = reference.state_dict()
+    assert again.keys() == want.keys() and all(torch.equal(again[k], want[k]) for k in want)
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
@@ -149,7 +173,7 @@ def test_compiled_engine_calls_them_directly_and_decodes_as_eager(mode):
     from baichuan.infer.sampling import SamplingParams
     from baichuan.kernels.inductor import lower
     model = quantize(tiny(torch.bfloat16), mode, 32)
-    use_kernels(model, int4=True)
+    use_kernels(model)
     params = SamplingParams(max_new_tokens=8, eos_token_ids=(-1,))
     eager = list(Engine(model, max_batch=1, max_len=64).generate([1, 2, 3], params))
     torch._dynamo.reset()

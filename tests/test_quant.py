@@ -311,7 +311,7 @@ def test_quantize_dir_peak_memory_is_about_one_shard(tmp_path):
 @pytest.fixture
 def torch_kernels_only(monkeypatch):
     """use_kernels picks torch's kernels, not baichuan.kernels' (test_cpu_kernels.py covers those)."""
-    monkeypatch.setattr(qlinear, "_cpu_gemv_fits", lambda m, int4=False: False)
+    monkeypatch.setattr(qlinear, "_cpu_gemv_fits", lambda m: False)
     monkeypatch.setattr(qlinear, "_verified", {})
 
 

@@ -1,8 +1,8 @@
 """The CPU decode products of `_gemv.c` as torch ops: `torch.ops.baichuan.gemv_{f32,bf16,q8,q4}`.
 
 Each multiplies a few activation rows by a weight matrix in its stored layout (f32, bf16, the int8
-and int4 checkpoint tensors of baichuan.quant), with the AVX-512 dot-product instructions made for
-that weight type. They exist because a profile showed PyTorch's CPU kernels converting every weight
+checkpoint tensors of baichuan.quant; int4 in a CPU layout of the checkpoint's bytes, made by
+`quant.linear.pack_rows16`), with the AVX-512 dot-product instructions made for that weight type. They exist because a profile showed PyTorch's CPU kernels converting every weight
 to fp32 before multiplying, which on two cores runs at 0.45-0.66 of the memory roof
 (`benchmarks/cpu_roofs.py`, docs/inference.md); these read the weights at the roof.
 
@@ -32,7 +32,7 @@ import os
 import torch
 
 # Inputs per step of each kernel's inner loop: a product whose input width is not a multiple runs elsewhere.
-_STEP = {"f32": 16, "bf16": 32, "q8": 64, "q4": 128}
+_STEP = {"f32": 16, "bf16": 32, "q8": 64, "q4": 32}
 _DTYPE = {"f32": torch.float32, "bf16": torch.bfloat16, "q8": torch.bfloat16, "q4": torch.bfloat16}
 _WEIGHT = {"f32": torch.float32, "bf16": torch.bfloat16, "q8": torch.int8, "q4": torch.uint8}
 
@@ -62,9 +62,11 @@ def why_not() -> str | None:
 
 
 def fits(kind: str, x: torch.Tensor, w: torch.Tensor) -> bool:
-    """Whether `gemv_<kind>(x, w, ...)` runs here for x [..., in] and stored weight w (rows = out)."""
+    """Whether `gemv_<kind>(x, w, ...)` runs here for x [..., in] and stored weight w (rows = out;
+    q4's layout takes its rows 16 at a time)."""
     return (available() and x.device.type == "cpu" and w.device.type == "cpu" and x.dtype == _DTYPE[kind]
-            and w.dtype == _WEIGHT[kind] and x.shape[-1] % _STEP[kind] == 0 and w.is_contiguous())
+            and w.dtype == _WEIGHT[kind] and x.shape[-1] % _STEP[kind] == 0 and w.is_contiguous()
+            and (kind != "q4" or w.shape[0] % 16 == 0))
 
 
 # The kernels with the output given (`out`, contiguous [..., out features]; x contiguous): what the

@@ -14,8 +14,12 @@
  *         per group, so y = sum_g s_g * sum(q x) + (z_g - 8 s_g) * sum(x), with sum(x) exact.
  *   fp32  FMA.
  *
- * Weights stay in the checkpoint's row-major layout ([out, in]; int4: [out, in/2], column 2j in the
- * low nibble), so nothing is repacked or copied. Each thread takes whole tiles of 4 output rows and
+ * bf16, fp32 and int8 weights stay in the checkpoint's row-major layout ([out, in]), so nothing is
+ * repacked or copied; each thread takes whole tiles of 4 output rows, summed across the vector at
+ * the end. int4 weights are read in a layout of their own (`Int4Linear`'s CPU layout, made once
+ * when the layer switches to the kernel, quant/linear.py): 16 output rows side by side, so each
+ * vector lane sums one output row and a group's 16 scales apply as one vector. Every thread
+ * reuses each tile from cache for every activation row. Everything here is plain C with intrinsics;
  * reuses each tile from cache for every activation row. Everything here is plain C with intrinsics;
  * baichuan/kernels/__init__.py checks the CPU, registers the torch ops and checks every kernel
  * against the reference product before it is used.
@@ -42,12 +46,9 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stay
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-/* Activations of one row quantized per block of 32: q (int8, in the order the kernel reads them),
- * scale (absmax / 127), the exact float sum and the sum of q per block. `pairs`: int4 order,
- * where each chunk of 128 inputs holds its 64 even columns, then its 64 odd ones (the nibble
- * order of a byte). */
-TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t *q, float *scale, float *sum,
-                                int32_t *qsum) {
+/* Activations of one row quantized per block of 32: q (int8), scale (absmax / 127), the exact
+ * float sum and the sum of q per block. */
+TARGET static void quantize_row(const uint16_t *x, int64_t K, int8_t *q, float *scale, float *sum, int32_t *qsum) {
     for (int64_t b = 0; b < K / 32; b++) {
         __m512i v = _mm512_loadu_si512((const void *)(x + 32 * b));   /* 16 pairs (x[2j], x[2j+1]) */
         __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -60,14 +61,8 @@ TARGET static void quantize_row(const uint16_t *x, int64_t K, int pairs, int8_t 
         scale[b] = s;
         sum[b] = _mm512_reduce_add_ps(_mm512_add_ps(ev, od));
         qsum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(ie, io));
-        if (pairs) {
-            int8_t *c = q + 128 * (b / 4) + 16 * (b % 4);
-            _mm_storeu_si128((__m128i *)c, qe);
-            _mm_storeu_si128((__m128i *)(c + 64), qo);
-        } else {
-            _mm_storeu_si128((__m128i *)(q + 32 * b), _mm_unpacklo_epi8(qe, qo));
-            _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm_unpackhi_epi8(qe, qo));
-        }
+        _mm_storeu_si128((__m128i *)(q + 32 * b), _mm_unpacklo_epi8(qe, qo));
+        _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm_unpackhi_epi8(qe, qo));
     }
 }
 
@@ -87,10 +82,10 @@ static int acts_alloc(Acts *a, int64_t M, int64_t K, int64_t extra) {
     return 0;
 }
 
-TARGET static void acts_quantize(Acts *a, const uint16_t *x, int64_t M, int64_t K, int pairs) {
+TARGET static void acts_quantize(Acts *a, const uint16_t *x, int64_t M, int64_t K) {
     int64_t blocks = K / 32;
     for (int64_t m = 0; m < M; m++)
-        quantize_row(x + m * K, K, pairs, a->q + m * K, a->scale + m * blocks, a->sum + m * blocks, a->qsum + m * blocks);
+        quantize_row(x + m * K, K, a->q + m * K, a->scale + m * blocks, a->sum + m * blocks, a->qsum + m * blocks);
 }
 
 /* ------------------------------------------------------------------------------- bf16, fp32 */
@@ -157,56 +152,53 @@ TARGET static void tile_q8(const int8_t *q, const float *lanes, const float *off
 
 /* ------------------------------------------------------------------------------- int4 */
 
-/* One output row's scales per block of 32 inputs, times the activations' block scales, and the
- * row's offset term sum_b (z - 8 s) * sum(x_b). Groups of 32, 64 or 128 inputs (`rep` blocks),
- * 16 blocks at a time: the groups they span are loaded and spread over the blocks. */
-TARGET static float row_scales_q4(const uint16_t *s, const uint16_t *z, int64_t blocks, int64_t rep,
-                                  const float *xscale, const float *xsum, float *out) {
-    const int64_t groups = blocks / rep;
-    __m512i spread = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                       rep == 1 ? 0 : rep == 2 ? 1 : 2);
-    __m512 off = _mm512_setzero_ps();
-    for (int64_t b = 0; b < blocks; b += 16) {
-        int64_t g = b / rep, ng = groups - g < 16 / rep ? groups - g : 16 / rep, nb = blocks - b < 16 ? blocks - b : 16;
-        __mmask16 gm = (__mmask16)((1u << ng) - 1), bm = (__mmask16)((1u << nb) - 1);
-        __m512 sv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(gm, s + g)), 16));
-        __m512 zv = z ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(gm, z + g)), 16))
-                      : _mm512_setzero_ps();
-        sv = _mm512_permutexvar_ps(spread, sv);
-        zv = _mm512_permutexvar_ps(spread, zv);
-        _mm512_mask_storeu_ps(out + b, bm, _mm512_mul_ps(sv, _mm512_maskz_loadu_ps(bm, xscale + b)));
-        off = _mm512_fmadd_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sv, zv), _mm512_maskz_loadu_ps(bm, xsum + b), off);
-    }
-    return _mm512_reduce_add_ps(off);
+/* The CPU layout of int4 weights [N, K] (quant/linear.py `pack_rows16`): per tile of 16 output rows
+ * and per 8 inputs, 64 bytes, 4 per row; byte j holds input 8c + j in its low nibble and 8c + 4 + j
+ * in its high one. Scales and zeros: [N / 16, K / group, 16] bf16. Each lane sums one output row,
+ * MB activation rows at a time, so each 64-byte load and its nibbles serve them all. */
+#define MB 4
+
+TARGET static inline __m512 bf16x16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
-TARGET static void tile_q4(const int8_t *q, const float *xscale, const float *xsum, const uint8_t *w,
-                           const uint16_t *s, const uint16_t *z, int64_t group, uint16_t *y, int64_t M, int64_t N,
-                           int64_t K, int64_t n0, int64_t rows, float *work) {
-    const __m512i low = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512();
-    /* lane l of a 128-input chunk sums columns 8l..8l+7 of it: block 4c + l / 4 */
-    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const int64_t blocks = K / 32, groups = K / group, rep = group / 32;
-    for (int64_t m = 0; m < M; m++) {
-        const int8_t *qm = q + m * K;
-        float off[TILE];
-        __m512 acc[TILE];
-        for (int r = 0; r < rows; r++) {
-            off[r] = row_scales_q4(s + (n0 + r) * groups, z ? z + (n0 + r) * groups : NULL, blocks, rep,
-                                   xscale + m * blocks, xsum + m * blocks, work + r * blocks);
-            acc[r] = _mm512_setzero_ps();
-        }
-        for (int64_t k = 0; k < K; k += 128) {
-            __m512i xe = _mm512_loadu_si512((const void *)(qm + k)), xo = _mm512_loadu_si512((const void *)(qm + k + 64));
-            for (int r = 0; r < rows; r++) {
-                __m512i wv = _mm512_loadu_si512((const void *)(w + (n0 + r) * (K / 2) + k / 2));
-                __m512i d = _mm512_dpbusd_epi32(zero, _mm512_and_si512(wv, low), xe);
-                d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(wv, 4), low), xo);
-                __m512 sv = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(work + r * blocks + k / 32)));
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sv, acc[r]);
+TARGET static void tile_q4(const Acts *a, const uint8_t *w, const uint16_t *s, const uint16_t *z, int64_t group,
+                           uint16_t *y, int64_t M, int64_t N, int64_t K, int64_t t) {
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    const int64_t groups = K / group, per_group = group / 32, blocks = K / 32;
+    const uint8_t *wt = w + t * (K / 8) * 64;
+    const uint16_t *st = s + t * groups * 16, *zt = z ? z + t * groups * 16 : NULL;
+    for (int64_t m0 = 0; m0 < M; m0 += MB) {
+        const int64_t mb = M - m0 < MB ? M - m0 : MB;
+        __m512 acc[MB];
+        for (int i = 0; i < MB; i++) acc[i] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < groups; g++) {
+            __m512 sv = bf16x16(st + 16 * g);
+            __m512 ov = _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), sv, zt ? bf16x16(zt + 16 * g) : _mm512_setzero_ps());
+            for (int64_t b = g * per_group; b < (g + 1) * per_group; b++) {
+                __m512i dot[MB];
+                for (int i = 0; i < MB; i++) dot[i] = _mm512_setzero_si512();
+                for (int64_t c = 4 * b; c < 4 * b + 4; c++) {   /* 8 inputs each */
+                    __m512i wv = _mm512_loadu_si512((const void *)(wt + 64 * c));
+                    __m512i lo = _mm512_and_si512(wv, low), hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low);
+                    for (int i = 0; i < mb; i++) {
+                        const int8_t *q = a->q + (m0 + i) * K + 8 * c;
+                        int32_t q0, q1;
+                        memcpy(&q0, q, 4), memcpy(&q1, q + 4, 4);
+                        dot[i] = _mm512_dpbusd_epi32(dot[i], lo, _mm512_set1_epi32(q0));
+                        dot[i] = _mm512_dpbusd_epi32(dot[i], hi, _mm512_set1_epi32(q1));
+                    }
+                }
+                for (int i = 0; i < mb; i++) {
+                    const int64_t mbk = (m0 + i) * blocks + b;
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), _mm512_mul_ps(sv, _mm512_set1_ps(a->scale[mbk])),
+                                             acc[i]);
+                    acc[i] = _mm512_fmadd_ps(ov, _mm512_set1_ps(a->sum[mbk]), acc[i]);
+                }
             }
         }
-        for (int r = 0; r < rows; r++) y[m * N + n0 + r] = f32_to_bf16(_mm512_reduce_add_ps(acc[r]) + off[r]);
+        for (int i = 0; i < mb; i++)
+            _mm256_storeu_si256((__m256i *)(y + (m0 + i) * N + 16 * t), (__m256i)_mm512_cvtneps_pbh(acc[i]));
     }
 }
 
@@ -261,7 +253,7 @@ static PyObject *py_q8(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     if (acts_alloc(&x, M, K, M * (K / 4) + M)) return PyErr_NoMemory();
     float *lanes = x.extra, *offset = x.extra + M * (K / 4);
     Py_BEGIN_ALLOW_THREADS
-    acts_quantize(&x, PTR(0), M, K, 0);
+    acts_quantize(&x, PTR(0), M, K);
     for (int64_t m = 0; m < M; m++) {
         lane_scales_q8(x.scale + m * blocks, K, lanes + m * (K / 4));
         offset[m] = 0.0f;  /* the weights are read as w + 128: take 128 * sum(q) per block back off */
@@ -275,24 +267,17 @@ static PyObject *py_q8(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     Py_RETURN_NONE;
 }
 
-/* q4(x bf16, w uint8 [N, K/2], scales bf16 [N, K/group], zeros bf16 [N, K/group] or 0, group, y bf16,
- *    M, N, K) */
+/* q4(x bf16, w uint8 (the CPU layout above), scales bf16, zeros bf16 or 0, group, y bf16, M, N, K) */
 static PyObject *py_q4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     int64_t a[9];
     if (args_i64(args, nargs, 9, a)) return NULL;
     int64_t M = a[6], N = a[7], K = a[8];
-    int64_t per_thread = TILE * (K / 32);  /* each thread's row scales (tile_q4's work) */
     Acts x;
-    if (acts_alloc(&x, M, K, threads * per_thread)) return PyErr_NoMemory();
+    if (acts_alloc(&x, M, K, 0)) return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
-    acts_quantize(&x, PTR(0), M, K, 1);
-#pragma omp parallel num_threads(threads)
-    {
-        float *work = x.extra + omp_get_thread_num() * per_thread;
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < TILES(N); t++)
-            tile_q4(x.q, x.scale, x.sum, PTR(1), PTR(2), PTR(3), a[4], PTR(5), M, N, K, t * TILE, ROWS(t, N), work);
-    }
+    acts_quantize(&x, PTR(0), M, K);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < N / 16; t++) tile_q4(&x, PTR(1), PTR(2), PTR(3), a[4], PTR(5), M, N, K, t);
     Py_END_ALLOW_THREADS
     free(x.scale);
     Py_RETURN_NONE;

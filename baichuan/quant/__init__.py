@@ -39,8 +39,9 @@ nothing: every element stays within scale/2 of the original.
 `load_quantized` builds the model on meta, swaps the modules and streams the shards in, as
 `checkpoint.load_pretrained` does. `use_kernels` switches layers to matmul kernels for bf16
 activations after checking each layer shape against the reference path: on a CPU with AVX-512 VNNI
-this project's own (baichuan.kernels, the stored layout) for a few rows, else torch's packed
-int8/int4 kernels (CPU and CUDA).
+this project's own (baichuan.kernels: int8 in the stored layout for a few rows, int4 in a CPU
+layout of the same bytes for every row count), else torch's packed int8/int4 kernels (CPU and
+CUDA). A model on baichuan.kernels still saves (the int4 bytes are put back in checkpoint order).
 """
 
 import importlib

@@ -62,13 +62,24 @@ STORAGE_DTYPES = {(Int8Linear, "scales"): torch.float32, (Int4Linear, "scales"):
                   (Int4Linear, "zeros"): torch.bfloat16}
 
 
+def checkpoint_state(model: Baichuan) -> dict[str, torch.Tensor]:
+    """The tensors a quantized model saves: its state dict, with int4 layers that hold
+    baichuan.kernels' CPU layout written back in the checkpoint's (the same bytes, reordered)."""
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    for name, m in model.named_modules():
+        if isinstance(m, Int4Linear) and m.cpu_gemv:
+            state.update({f"{name}.{k}": v for k, v in m.checkpoint_tensors().items()})
+    return state
+
+
 def checkpoint_dtypes(model: Baichuan, dtype: torch.dtype | None = None) -> dict[str, torch.dtype]:
-    """The dtype each tensor of `model.state_dict()` is saved in: quantized layers' tensors in their
-    checkpoint dtypes (even after a model.to(dtype)), the rest in `dtype` (default: the embedding's)."""
+    """The dtype each tensor of `checkpoint_state(model)` is saved in: quantized layers' tensors in
+    their checkpoint dtypes (even after a model.to(dtype)), the rest in `dtype` (default: the
+    embedding's)."""
     dtype = dtype or model.model.embed_tokens.weight.dtype
     quant = {name: type(m) for name, m in model.named_modules() if isinstance(m, QUANTIZED)}
     out = {}
-    for k, v in model.state_dict().items():
+    for k, v in checkpoint_state(model).items():
         prefix, _, field = k.rpartition(".")
         out[k] = STORAGE_DTYPES.get((quant[prefix], field), v.dtype) if prefix in quant else dtype
     return out
@@ -84,10 +95,10 @@ def save_quantized(model: Baichuan, out_dir: str | Path, tokenizer=None,
     if qc is None:
         raise BaichuanError("the model is not quantized; call quantize() first, or use checkpoint.save_pretrained")
     if any(isinstance(m, Int4Linear) and m.packed is not None for m in model.modules()):
-        raise BaichuanError("int4 layers were switched to the kernel layout by use_kernels() and cannot be saved; "
+        raise BaichuanError("int4 layers were switched to torch's kernel layout by use_kernels() and cannot be saved; "
                             "save before use_kernels(), or load the model again with kernels=False")
     dtypes = checkpoint_dtypes(model, dtype)
-    state = {k: v.detach() for k, v in model.state_dict().items()}
+    state = checkpoint_state(model)
     if model.cfg.tie_word_embeddings and "lm_head.weight" in state:
         del state["lm_head.weight"]  # the embedding (a quantized head is stored as its own tensors)
     with atomic_dir(out_dir) as tmp:

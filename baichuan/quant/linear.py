@@ -88,6 +88,32 @@ def _dequantize(q, scales, zeros, group_size: int, dtype) -> torch.Tensor:
     return w.view(out, -1).to(dtype)
 
 
+def pack_rows16(qweight: torch.Tensor) -> torch.Tensor:
+    """The checkpoint's int4 bytes [out, in/2] (pack_int4) in baichuan.kernels' CPU layout, the same
+    shape: per tile of 16 output rows and per 8 inputs, 64 bytes, 4 per row, byte j holding input
+    8c + j in its low nibble and 8c + 4 + j in its high one, so each vector lane of the kernel sums
+    one output row. `out` must be a multiple of 16."""
+    out, half = qweight.shape
+    q = unpack_int4(qweight).view(out // 16, 16, half // 4, 2, 4)  # [tile, row, 8 inputs, nibble, byte]
+    return (q[..., 0, :] | (q[..., 1, :] << 4)).permute(0, 2, 1, 3).reshape(out, half)
+
+
+def unpack_rows16(packed: torch.Tensor) -> torch.Tensor:
+    """The values 0..15 [out, in] of pack_rows16's layout."""
+    out, half = packed.shape
+    b = packed.view(out // 16, half // 4, 16, 4).permute(0, 2, 1, 3)  # [tile, row, 8 inputs, byte]
+    return torch.stack((b & 15, b >> 4), dim=-2).reshape(out, 2 * half)
+
+
+def rows16(t: torch.Tensor) -> torch.Tensor:
+    """Per-group scales or zeros [out, groups] as the CPU layout reads them: [out/16, groups, 16]."""
+    return t.view(t.shape[0] // 16, 16, -1).transpose(1, 2).contiguous()
+
+
+def unrows16(t: torch.Tensor) -> torch.Tensor:
+    return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+
 def unpack_int4_cpu(packed: torch.Tensor, out: int, cols: int) -> torch.Tensor:
     """The values 0..15 [out, cols] of torch's CPU int4 layout (`_convert_weight_to_int4pack_for_cpu`
     in torch 2.13): per block of 64 output rows, for each input column 32 bytes, byte a holding row
@@ -113,9 +139,10 @@ def quantize_weight(w: torch.Tensor, mode: str, group_size: int, symmetric: bool
 # per row; the bf16 GEMM 0.9 ms at 16 rows and 2.9 at 256; making the bf16 weight takes 1 ms from
 # int8 and 7 ms from the int4 kernel's layout.
 CPU_GEMM_ROWS = {8: 16, 4: 128}
-# Up to this many rows, baichuan.kernels' products (AVX-512 VNNI, the stored layout) beat torch's
-# int8 kernel; torch's int4 kernel needs a second, packed copy of the weights, so int4 layers
-# that use ours keep them up to CPU_GEMM_ROWS.
+# Up to this many rows, baichuan.kernels' products (AVX-512 VNNI) beat torch's int8 kernel. Its int4
+# product takes every row count below CPU_GEMM_ROWS: per 2048 -> 5504-sized 1B layer (the average of
+# its five), cold, 2 threads, it took 0.35 / 0.38 / 0.75 / 2.3 ms at 1 / 4 / 16 / 64 rows against
+# torch's int4 kernel's 0.34 / 0.55 / 1.77 / 7.2 (the 168M model's layers: 0.013 against 0.028 ms).
 CPU_GEMV_ROWS = {8: 4, 4: CPU_GEMM_ROWS[4] - 1}
 
 
@@ -166,15 +193,22 @@ class Int4Linear(nn.Module):
         self.register_buffer("scales", torch.ones(out_features, groups, dtype=torch.bfloat16, device=device))
         self.register_buffer("zeros", None if symmetric else torch.zeros(out_features, groups, dtype=torch.bfloat16,
                                                                            device=device))
-        # set by use_kernels, which drops the three tensors above: torch's packed layout for this device
+        # set by use_kernels, which drops the three tensors above, either to baichuan.kernels' CPU
+        # layout of them (pack_rows16, rows16: the same bytes) ...
+        self.register_buffer("cpu_weight", None, persistent=False)
+        self.register_buffer("cpu_scales", None, persistent=False)
+        self.register_buffer("cpu_zeros", None, persistent=False)
+        self.cpu_gemv = False
+        # ... or to torch's packed layout for this device
         self.register_buffer("packed", None, persistent=False)
         self.register_buffer("scales_and_zeros", None, persistent=False)
         self.cpu_unpack = False  # set by use_kernels where it read the CPU packed layout back exactly
-        self.cpu_gemv = False  # set by use_kernels instead of the packed layout: baichuan.kernels' gemv_q4
 
     def forward(self, x):
-        if self.cpu_gemv and x.numel() // x.shape[-1] <= CPU_GEMV_ROWS[4]:
-            return torch.ops.baichuan.gemv_q4(x, self.qweight, self.scales, self.zeros, self.group_size)
+        if self.cpu_gemv:  # use_kernels checked that the model computes in bf16
+            if x.numel() // x.shape[-1] <= CPU_GEMV_ROWS[4]:
+                return torch.ops.baichuan.gemv_q4(x, self.cpu_weight, self.cpu_scales, self.cpu_zeros, self.group_size)
+            return F.linear(x, self.dequantize(x.dtype))
         if self.packed is not None:  # use_kernels checked that the model computes in bf16
             rows = x.reshape(-1, x.shape[-1])
             if self.cpu_unpack and rows.shape[0] >= CPU_GEMM_ROWS[4]:
@@ -186,7 +220,19 @@ class Int4Linear(nn.Module):
     def kernel(self) -> bool:
         return self.packed is not None or self.cpu_gemv
 
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """qweight, scales and zeros (where asymmetric) in the checkpoint's layout, from whichever
+        layout the layer holds (baichuan.kernels' is the same bytes, reordered)."""
+        if self.cpu_gemv:
+            out = {"qweight": pack_int4(unpack_rows16(self.cpu_weight)), "scales": unrows16(self.cpu_scales)}
+            return out | ({"zeros": unrows16(self.cpu_zeros)} if self.cpu_zeros is not None else {})
+        return {k: v for k, v in (("qweight", self.qweight), ("scales", self.scales), ("zeros", self.zeros))
+                if v is not None}
+
     def dequantize(self, dtype=torch.float32):
+        if self.cpu_gemv:
+            return _dequantize(unpack_rows16(self.cpu_weight), unrows16(self.cpu_scales),
+                               None if self.cpu_zeros is None else unrows16(self.cpu_zeros), self.group_size, dtype)
         if self.packed is not None:  # the kernel layout (CPU), read back: use_kernels checked it
             scales, zeros = self.scales_and_zeros.transpose(0, 1).contiguous().unbind(-1)  # [out, groups]
             q = unpack_int4_cpu(self.packed, self.out_features, self.in_features)
@@ -339,16 +385,11 @@ def _reads_back(m: Int4Linear) -> bool:
         return False
 
 
-# int4 layers stay on torch's kernel by default: at the 168M model's shapes gemv_q4 measured slower
-# (43 against 35 us at 1536 x 512, 466 against 480 at 5504 x 2048); `use_kernels(model, int4=True)`
-# takes it (the stored layout, no packed copy: such a model still saves).
-def _cpu_gemv_fits(m: nn.Module, int4: bool = False) -> bool:
+def _cpu_gemv_fits(m: nn.Module) -> bool:
     """Whether baichuan.kernels runs this layer's few-row products (a CPU with AVX-512 VNNI, an
     input width its loop steps through)."""
     from baichuan import kernels
     x = torch.empty(1, m.in_features, dtype=torch.bfloat16)
-    if isinstance(m, Int4Linear) and not int4:
-        return False
     return kernels.fits("q8" if isinstance(m, Int8Linear) else "q4", x, m.qweight)
 
 
@@ -357,14 +398,14 @@ _reads: dict[tuple, bool] = {}  # layer kind and shape -> whether unpack_int4_cp
 _warned: set[str] = set()
 
 
-def _try_kernel(m: nn.Module, int4: bool = False) -> str | None:
+def _try_kernel(m: nn.Module) -> str | None:
     """Switch one layer to its kernel if this torch and device have it and it agrees with the
     reference path on this kind and shape (checked once per process); returns why not, or None."""
     if isinstance(m, Int8Linear) and m.qweight.device.type == "cuda":
         # torch's CUDA int8pack_mm gives each output one thread looping over K (no tiling): slower
         # than bf16. The reference path, compiled, becomes a fused int8 dequantize + reduction.
         return "torch's CUDA int8 kernel is slower than the reference path under torch.compile"
-    key = (type(m).__name__, str(m.qweight.device), m.out_features, m.in_features, m.group_size, m.symmetric, int4)
+    key = (type(m).__name__, str(m.qweight.device), m.out_features, m.in_features, m.group_size, m.symmetric)
     why = _verified.get(key, "unchecked")
     if why is not None and why != "unchecked":
         return why
@@ -374,10 +415,12 @@ def _try_kernel(m: nn.Module, int4: bool = False) -> str | None:
                 gen = torch.Generator(m.qweight.device).manual_seed(0)
                 x = torch.randn(4, m.in_features, device=m.qweight.device, generator=gen).bfloat16()
                 ref = F.linear(x, m.dequantize(torch.bfloat16)).float()
-            ours = _cpu_gemv_fits(m, int4)
+            ours = _cpu_gemv_fits(m)
             if isinstance(m, Int8Linear):
                 m.kernel, m.kernel_scales, m.cpu_gemv = True, m.scales.to(torch.bfloat16), ours
-            elif ours:  # the stored layout serves every row count below CPU_GEMM_ROWS: no packed copy
+            elif ours:  # the CPU layout serves every row count: no second copy
+                m.cpu_weight, m.cpu_scales = pack_rows16(m.qweight), rows16(m.scales)
+                m.cpu_zeros = None if m.zeros is None else rows16(m.zeros)
                 m.cpu_gemv = True
             else:
                 m.packed, m.scales_and_zeros = _int4_pack_for_kernel(m)
@@ -394,20 +437,21 @@ def _try_kernel(m: nn.Module, int4: bool = False) -> str | None:
     if why is not None and isinstance(m, Int8Linear):
         m.kernel, m.kernel_scales, m.cpu_gemv = False, None, False
     elif why is not None:
-        m.packed = m.scales_and_zeros = None
+        m.packed = m.scales_and_zeros = m.cpu_weight = m.cpu_scales = m.cpu_zeros = None
         m.cpu_gemv = False
-    elif isinstance(m, Int4Linear) and not m.cpu_gemv:  # torch's layout replaces the checkpoint one: still 0.5 byte per weight
+    elif isinstance(m, Int4Linear):  # the kernel's layout replaces the checkpoint one: still 0.5 byte per weight
         m.qweight = m.scales = m.zeros = None
     return why
 
 
-def use_kernels(model: Baichuan, int4: bool = False) -> int:
+def use_kernels(model: Baichuan) -> int:
     """Let the quantized layers of a bf16 model use matmul kernels where this torch and device have
-    them: baichuan.kernels' for a few rows on a CPU with AVX-512 VNNI (the stored layout), and
-    torch's int8/int4 kernels. Returns how many layers switched (the others warn once and keep the
-    reference path). Call it after moving the model to its device: int4 layers on torch's kernels
-    keep only their device-specific layout, so they cannot be moved, cast or saved afterwards.
-    `int4`: int4 layers take baichuan.kernels' product too (not yet faster: see _cpu_gemv_fits)."""
+    them: baichuan.kernels' on a CPU with AVX-512 VNNI (int8: the stored layout, for a few rows;
+    int4: its own CPU layout of the same bytes, for every row count), else torch's int8/int4
+    kernels. Returns how many layers switched (the others warn once and keep the reference path).
+    Call it after moving the model to its device: int4 layers keep only their kernel's layout, so
+    they cannot be moved or cast afterwards (save_quantized writes the checkpoint layout back from
+    baichuan.kernels' layout; torch's it cannot)."""
     dtype = model.model.embed_tokens.weight.dtype
     if dtype != torch.bfloat16:  # the int4 kernels take bf16 activations only
         raise BaichuanError(f"use_kernels needs a bfloat16 model (torch's int4/int8 kernels take bf16 "
@@ -415,7 +459,7 @@ def use_kernels(model: Baichuan, int4: bool = False) -> int:
     switched = 0
     for name, m in model.named_modules():
         if isinstance(m, QUANTIZED) and not m.kernel:
-            why = _try_kernel(m, int4)
+            why = _try_kernel(m)
             switched += why is None
             if why is not None and why not in _warned:
                 _warned.add(why)
