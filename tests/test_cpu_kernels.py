@@ -110,6 +110,46 @@ def test_q4_is_its_math_and_near_the_weights_product(shape, n, group, symmetric)
     assert rel(got, x.float() @ dequantize_int4(q["qweight"], q["scales"], z, group).T) < 3e-2
 
 
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 8e-3)])
+@pytest.mark.parametrize("heads, kv_heads, rows, keys, dim, mask", [
+    (8, 8, 1, 192, 64, "bool"), (8, 2, 2, 77, 128, "float"), (4, 4, 1, 64, 16, None), (6, 6, 1, 130, 32, "alibi")])
+def test_attend_is_sdpa_over_a_cache_view(dtype, tol, heads, kv_heads, rows, keys, dim, mask):
+    """attend against SDPA in fp32 on the same inputs: q a transposed view, k and v the first
+    `keys` slots of a longer cache (not contiguous), the decode step's masks (bool; an additive
+    one; ALiBi's per-head bias with -inf), grouped-query heads."""
+    torch.manual_seed(0)
+    cache_k, cache_v = (torch.randn(2, kv_heads, keys + 40, dim, dtype=dtype) for _ in range(2))
+    k, v = cache_k[:, :, :keys], cache_v[:, :, :keys]
+    q = torch.randn(2, rows, heads, dim, dtype=dtype).transpose(1, 2)
+    if mask == "bool":
+        mask = torch.rand(2, 1, rows, keys) < 0.8
+        mask[..., 0] = True
+    elif mask == "float":
+        mask = torch.randn(2, 1, rows, keys, dtype=dtype)
+    elif mask == "alibi":
+        mask = torch.randn(2, heads, rows, keys, dtype=dtype).masked_fill(torch.rand(2, heads, rows, keys) < 0.3,
+                                                                           float("-inf"))
+        mask[..., 0] = 0
+    assert kernels.fits_attention(q, k, v, mask)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), attn_mask=mask if mask is None or mask.dtype == torch.bool else mask.float(),
+        enable_gqa=heads != kv_heads)
+    got = torch.ops.baichuan.attend(q, k, v, mask, dim ** -0.5)
+    assert got.dtype == dtype and got.shape == want.shape and got.is_contiguous()
+    assert rel(got, want) < tol
+
+
+def test_attend_fits_only_what_it_computes():
+    q, k = torch.randn(1, 8, 1, 64), torch.randn(1, 4, 10, 64)
+    assert kernels.fits_attention(q, k, k, None) and kernels.fits_attention(q, k, k, torch.ones(1, 1, 1, 10) > 0)
+    assert not kernels.fits_attention(q, k.bfloat16(), k.bfloat16(), None)           # dtypes differ
+    assert not kernels.fits_attention(torch.randn(1, 6, 1, 64), k, k, None)          # 6 heads over 4
+    assert not kernels.fits_attention(q[..., :40], k[..., :40], k[..., :40], None)   # head dim not a multiple of 16
+    assert not kernels.fits_attention(q, k, k.transpose(2, 3).contiguous().transpose(2, 3), None)  # dim's stride
+    assert not kernels.fits_attention(q, k, k, torch.ones(1, 1, 1, 10, dtype=torch.int32))
+    assert not kernels.fits_attention(q, k, k, torch.ones(1, 1, 1, 9) > 0)          # does not broadcast
+
+
 def test_ops_compile_and_fits_says_where_they_run():
     torch.manual_seed(0)
     x, w = torch.randn(1, 256).bfloat16(), torch.randn(64, 256).bfloat16()
@@ -181,6 +221,31 @@ def test_compiled_engine_calls_them_directly_and_decodes_as_eager(mode):
     compiled, code = run_and_get_code(lambda: list(engine.generate([1, 2, 3], params)))
     assert lower() and compiled == eager
     assert f"extern_kernels.baichuan_gemv_q{mode[-1]}(" in "\n".join(code)
+    assert "extern_kernels.baichuan_attend(" in "\n".join(code)
+
+
+@pytest.mark.parametrize("arch", ["baichuan-13b", "baichuan2-7b"])
+def test_compiled_fp32_engines_attend_with_the_kernel_and_decode_as_eager(arch):
+    """ALiBi's additive bias and RoPE's boolean mask, fp32 caches, 3 rows of different lengths:
+    the compiled step's attention is `attend` and its tokens are the eager engine's."""
+    from torch._inductor.utils import run_and_get_code
+    from baichuan.infer.engine import Engine
+    from baichuan.infer.sampling import SamplingParams
+    torch.manual_seed(0)
+    cfg = preset(arch, vocab_size=300, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4, max_len=128)
+    model = build(cfg).eval()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
+    params = SamplingParams(max_new_tokens=6, eos_token_ids=(-1,))
+
+    def run(engine):
+        reqs = [engine.submit(p, params) for p in prompts]
+        while not all(r.done for r in reqs):
+            engine.step()
+        return [r.tokens for r in reqs]
+    eager = run(Engine(model, max_batch=4, max_len=64))
+    compiled, code = run_and_get_code(lambda: run(Engine(model, max_batch=4, max_len=64, compile=True)))
+    assert compiled == eager
+    assert "extern_kernels.baichuan_attend(" in "\n".join(code)
 
 
 def test_bf16_linears_take_them_for_few_rows_eager_and_fp32_ones_do_not():

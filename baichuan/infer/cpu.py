@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import types
 import warnings
+import weakref
 from types import SimpleNamespace
 
 import torch
@@ -58,6 +59,7 @@ def few_rows_limit(capability: str | None = None) -> int:
 
 
 FEW_ROWS = few_rows_limit()
+_compiled_models: weakref.WeakSet = weakref.WeakSet()  # models a compiled decode step reads
 
 
 def column_major_weights(model: torch.nn.Module) -> None:
@@ -67,7 +69,11 @@ def column_major_weights(model: torch.nn.Module) -> None:
     layout (the `small` preset's 21 matrices per token: 4.4 -> 2.5 ms) and 1.15x faster at 64
     rows, with equal results. Values, shapes and saved files (written contiguous) are unchanged.
     bf16 is the opposite (5x slower column-major): it stays as it is, but a model cast to bf16
-    after this keeps the column-major strides (cast a fresh copy instead)."""
+    after this keeps the column-major strides (cast a fresh copy instead). A model that a compiled
+    step decodes with keeps its layout: those graphs read the weights as they were compiled, unchecked
+    (fastpath.py `compile_options`)."""
+    if model in _compiled_models:
+        return
     with torch.no_grad():
         for m in model.modules():
             w = getattr(m, "weight", None)
@@ -131,9 +137,36 @@ def _few_rows_target(node: torch.fx.Node):
     return few_rows_linear
 
 
+_SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def _few_rows_attention(node: torch.fx.Node) -> tuple | None:
+    """(q, k, v, mask, scale) of an SDPA node over at most FEW_ROWS query rows that baichuan.kernels'
+    `attend` computes (no dropout, not causal: a decode step's own mask), else None. SDPA's CPU
+    kernel spends 40 us on the 168M model's 8 heads of 64 over 192 cached keys, most of it outside
+    the arithmetic; `attend` 13 us."""
+    if node.op != "call_function" or node.target not in (torch._C._nn.scaled_dot_product_attention,
+                                                         F.scaled_dot_product_attention):
+        return None
+    from baichuan import kernels
+    bound = dict(zip(_SDPA_ARGS, node.args)) | node.kwargs
+    if bound.get("dropout_p") or bound.get("is_causal"):
+        return None
+    q, k, v, mask = (bound.get(n) for n in _SDPA_ARGS[:4])
+    values = [a.meta.get("example_value") if isinstance(a, torch.fx.Node) else a for a in (q, k, v, mask)]
+    if not all(isinstance(t, torch.Tensor) for t in values[:3]) or not isinstance(values[3], (torch.Tensor, type(None))):
+        return None
+    gqa_ok = values[0].shape[1] == values[1].shape[1] or bound.get("enable_gqa")
+    if values[0].shape[-2] > FEW_ROWS or not gqa_ok or not kernels.fits_attention(*values):
+        return None
+    return q, k, v, mask, bound.get("scale") or values[0].shape[-1] ** -0.5
+
+
 def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     """torch.compile backend: inductor, after each F.linear of at most FEW_ROWS rows in the
-    graph is replaced by `_few_rows_target` (baichuan.kernels' product or `few_rows_linear`). The graph is rewritten, not inductor's tables, so
+    graph is replaced by `_few_rows_target` (baichuan.kernels' product or `few_rows_linear`), and
+    each attention of as few query rows by baichuan.kernels' `attend` where it is lowered (cheaper
+    than SDPA's kernel, `_few_rows_attention`). The graph is rewritten, not inductor's tables, so
     inductor's cache keys and serves it (a second run compiles the 168M model in 15 s, not 60 s).
     AOTAutograd's cache stays off: its key names `few_rows_linear` without its code. Check
     `decode_backend_available()` first."""
@@ -146,6 +179,8 @@ def decode_backend(gm: torch.fx.GraphModule, example_inputs):
     for node in gm.graph.nodes:
         if _few_rows(node):
             node.target, node.args, node.kwargs = _few_rows_target(node), tuple(node.args[:2]), {}
+        elif marker and (attention := _few_rows_attention(node)):
+            node.target, node.args, node.kwargs = torch.ops.baichuan.attend.default, attention, {}
     gm.recompile()
     with t.functorch_config.patch(enable_autograd_cache=False), inductor_config.patch(options):
         return t.compile_fx(gm, example_inputs)
@@ -182,6 +217,7 @@ def cpu_decode_path(model: torch.nn.Module, compile: bool, compiled_rows: int | 
     few_row_kernels(model)
     if compile and decode_backend_available():
         normalize_head(model)
+        _compiled_models.add(model)
         return DecodePath(compiled=True, compiled_rows=compiled_rows,
                           compile=lambda fn, buffers, options: torch.compile(fn, backend=decode_backend, **options))
     column_major_weights(model)

@@ -1,4 +1,5 @@
-"""The CPU decode products of `_gemv.c` as torch ops: `torch.ops.baichuan.gemv_{f32,bf16,q8,q4}`.
+"""The CPU decode products of `_gemv.c` as torch ops: `torch.ops.baichuan.gemv_{f32,bf16,q8,q4}`, and
+its attention of a few query rows over a KV cache, `torch.ops.baichuan.attend`.
 
 Each multiplies a few activation rows by a weight matrix in its stored layout (f32, bf16, the int8
 checkpoint tensors of baichuan.quant; int4 in a CPU layout of the checkpoint's bytes, made by
@@ -12,6 +13,7 @@ to fp32 before multiplying, which on two cores runs at 0.45-0.66 of the memory r
                           many rows each caller sends is its own choice: the kernels re-read each
                           weight tile from cache per row, so past a few rows a GEMM wins)
     why_not()             why not, for banners and notes
+    fits_attention(q, k, v, mask)   the same for `attend`
 
 The ops are registered with torch.library (a fake kernel each), so torch.compile keeps them as
 calls in its graphs. Numerics, per kind, against the fp32 product of the same weights:
@@ -96,6 +98,48 @@ def q4_out(x, w, scales, zeros, group, *, out):
               out.data_ptr(), x.numel() // k, w.shape[0], k)
 
 
+_MASK_KIND = {torch.bool: 1, torch.float32: 2, torch.bfloat16: 3}
+
+
+def fits_attention(q, k, v, mask) -> bool:
+    """Whether `attend(q, k, v, mask)` runs here: q [B, H, T, D] and k, v [B, Hkv, S, D] of one dtype
+    (fp32 or bf16; H a multiple of Hkv, D a multiple of 16 up to 256, D's stride 1), mask None or
+    bool / fp32 / bf16 broadcasting to [B, H, T, S] with S's stride 1."""
+    if not (available() and q.dim() == k.dim() == v.dim() == 4 and q.dtype in (torch.float32, torch.bfloat16)
+            and q.dtype == k.dtype == v.dtype and all(t.device.type == "cpu" for t in (q, k, v))):
+        return False
+    (B, H, T, D), (Hkv, S) = q.shape, k.shape[1:3]
+    if (D % 16 or D > 256 or H % Hkv or k.shape != v.shape or k.shape[0] != B or k.shape[3] != D
+            or any(t.stride(-1) != 1 for t in (q, k, v))):
+        return False
+    if mask is None:
+        return True
+    try:
+        torch.broadcast_shapes(mask.shape, (B, H, T, S))
+    except RuntimeError:
+        return False
+    return mask.dtype in _MASK_KIND and mask.device.type == "cpu" and mask.stride(-1) == 1 and mask.dim() == 4
+
+
+def attend_out(q, k, v, mask, scale, *, out):
+    """softmax(q k^T scale + mask) v per head into `out` [B, H, T, D] (contiguous), with fp32 sums,
+    k and v's head h // (H / Hkv) for query head h (grouped-query attention). A masked key weighs
+    exactly 0 (a row with every key masked gives 0, where SDPA gives NaN)."""
+    B, H, T, D = q.shape
+    S = k.shape[2]
+    m = (0, 0, (0, 0, 0)) if mask is None else (mask.data_ptr(), _MASK_KIND[mask.dtype],
+                                                 mask.expand(B, H, T, S).stride()[:3])
+    _ext().attend(q.data_ptr(), k.data_ptr(), v.data_ptr(), m[0], out.data_ptr(), B, H, k.shape[1], T, S, D,
+                  int(q.dtype == torch.bfloat16), m[1], *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *m[2],
+                  float(scale))
+
+
+def _attend(q, k, v, mask, scale):
+    out = torch.empty(q.shape, dtype=q.dtype)
+    attend_out(q, k, v, mask, scale, out=out)
+    return out
+
+
 def _allocating(kernel):
     """The op's CPU kernel: `kernel` into a new output."""
     def run(x, w, *rest):
@@ -116,6 +160,9 @@ def _register() -> None:
     lib.define("gemv_bf16(Tensor x, Tensor w) -> Tensor")
     lib.define("gemv_q8(Tensor x, Tensor w, Tensor scales) -> Tensor")
     lib.define("gemv_q4(Tensor x, Tensor w, Tensor scales, Tensor? zeros, int group) -> Tensor")
+    lib.define("attend(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor")
+    lib.impl("attend", _attend, "CPU")
+    torch.library.register_fake("baichuan::attend", lambda q, k, v, mask, scale: q.new_empty(q.shape), lib=lib)
     _register.lib = lib  # the registrations live as long as the Library object
     for name, kernel in (("gemv_f32", f32_out), ("gemv_bf16", bf16_out), ("gemv_q8", q8_out), ("gemv_q4", q4_out)):
         lib.impl(name, _allocating(kernel), "CPU")

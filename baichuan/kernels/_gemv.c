@@ -14,6 +14,10 @@
  *         per group, so y = sum_g s_g * sum(q x) + (z_g - 8 s_g) * sum(x), with sum(x) exact.
  *   fp32  FMA.
  *
+ * And the attention of a decode step (`attend`): each query row against its KV cache row's first
+ * S slots, fp32 dot products, an exact-to-fp32 exp and fp32 sums; SDPA's CPU kernel spends most of
+ * its time on such small problems outside the arithmetic.
+ *
  * bf16, fp32 and int8 weights stay in the checkpoint's row-major layout ([out, in]), so nothing is
  * repacked or copied; each thread takes whole tiles of 4 output rows, summed across the vector at
  * the end. int4 weights are read in a layout of their own (`Int4Linear`'s CPU layout, made once
@@ -27,6 +31,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,6 +49,13 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stay
     memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 /* Activations of one row quantized per block of 32: q (int8), scale (absmax / 127), the exact
@@ -202,6 +214,86 @@ TARGET static void tile_q4(const Acts *a, const uint8_t *w, const uint16_t *s, c
     }
 }
 
+/* ------------------------------------------------------------------------------- attention */
+
+/* exp(x) for 16 floats: 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, 2^f by its Taylor series to
+ * f^6 (relative error below 2e-7); 0 below -87, where fp32's exp would be denormal. */
+TARGET static inline __m512 exp16(__m512 x) {
+    __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(1.4426950408889634f));
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), f = _mm512_sub_ps(t, n);
+    static const float c[] = {1.5403530e-4f, 1.3333558e-3f, 9.6181291e-3f, 5.5504109e-2f, 2.4022651e-1f,
+                              6.9314718e-1f, 1.0f};
+    __m512 p = _mm512_set1_ps(c[0]);
+    for (int i = 1; i < 7; i++) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c[i]));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ), _mm512_scalef_ps(p, n));
+}
+
+/* 16 floats of a bf16 (is_bf16) or fp32 row */
+TARGET static inline __m512 load16(const void *p, int64_t i, int is_bf16) {
+    return is_bf16 ? bf16x16((const uint16_t *)p + i) : _mm512_loadu_ps((const float *)p + i);
+}
+
+typedef struct {
+    const char *q, *k, *v, *mask;
+    char *y;
+    int64_t B, H, Hkv, T, S, D, bf16, mask_kind;  /* mask_kind: 0 none, 1 bool, 2 fp32, 3 bf16 */
+    int64_t qs[3], ks[3], vs[3], ms[3];          /* strides of dims 0-2, in elements (the last is 1) */
+    float scale;
+} Attn;
+
+/* One query row (b, h, t) against keys and values [0, S): softmax(q k^T scale + mask) v, in fp32.
+ * `score` holds S floats. A masked key (False, or -inf) weighs exactly 0. */
+TARGET static void attend_row(const Attn *a, int64_t b, int64_t h, int64_t t, float *score) {
+    const int64_t e = a->bf16 ? 2 : 4, hk = h / (a->H / a->Hkv), D = a->D;
+    const char *q = a->q + e * (b * a->qs[0] + h * a->qs[1] + t * a->qs[2]);
+    const char *k = a->k + e * (b * a->ks[0] + hk * a->ks[1]), *v = a->v + e * (b * a->vs[0] + hk * a->vs[1]);
+    const char *mrow = a->mask ? a->mask + (a->mask_kind == 1 ? 1 : a->mask_kind == 2 ? 4 : 2) *
+                                           (b * a->ms[0] + h * a->ms[1] + t * a->ms[2]) : NULL;
+    __m512 qv[16];
+    for (int64_t d = 0; d < D; d += 16) qv[d / 16] = load16(q, d, (int)a->bf16);
+    float top = -INFINITY;
+    for (int64_t s = 0; s < a->S; s++) {
+        const char *ks = k + e * s * a->ks[2];
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D; d += 16) acc = _mm512_fmadd_ps(load16(ks, d, (int)a->bf16), qv[d / 16], acc);
+        float x = _mm512_reduce_add_ps(acc) * a->scale;
+        if (a->mask_kind == 1 && !mrow[s]) x = -INFINITY;
+        else if (a->mask_kind == 2) x += ((const float *)mrow)[s];
+        else if (a->mask_kind == 3) x += bf16_to_f32(((const uint16_t *)mrow)[s]);
+        score[s] = x;
+        top = x > top ? x : top;
+    }
+    __m512 sum = _mm512_setzero_ps(), mx = _mm512_set1_ps(top == -INFINITY ? 0.0f : top);
+    int64_t s = 0;
+    for (; s + 16 <= a->S; s += 16) {
+        __m512 p = exp16(_mm512_sub_ps(_mm512_loadu_ps(score + s), mx));
+        _mm512_storeu_ps(score + s, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    if (s < a->S) {
+        __mmask16 tail = (__mmask16)((1u << (a->S - s)) - 1);
+        __m512 p = _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, score + s), mx)));
+        _mm512_mask_storeu_ps(score + s, tail, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    __m512 out[16];
+    for (int64_t d = 0; d < D; d += 16) out[d / 16] = _mm512_setzero_ps();
+    for (s = 0; s < a->S; s++) {
+        if (score[s] == 0.0f) continue;
+        const char *vs = v + e * s * a->vs[2];
+        __m512 p = _mm512_set1_ps(score[s]);
+        for (int64_t d = 0; d < D; d += 16) out[d / 16] = _mm512_fmadd_ps(p, load16(vs, d, (int)a->bf16), out[d / 16]);
+    }
+    float total = _mm512_reduce_add_ps(sum);
+    __m512 inv = _mm512_set1_ps(total > 0 ? 1.0f / total : 0.0f);
+    char *y = a->y + e * (((b * a->H + h) * a->T + t) * D);
+    for (int64_t d = 0; d < D; d += 16) {
+        __m512 o = _mm512_mul_ps(out[d / 16], inv);
+        if (a->bf16) _mm256_storeu_si256((__m256i *)((uint16_t *)y + d), (__m256i)_mm512_cvtneps_pbh(o));
+        else _mm512_storeu_ps((float *)y + d, o);
+    }
+}
+
 /* ------------------------------------------------------------------------------- Python */
 
 static int args_i64(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int64_t *out) {
@@ -283,6 +375,29 @@ static PyObject *py_q4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     Py_RETURN_NONE;
 }
 
+/* attend(q, k, v, mask or 0, y, B, H, Hkv, T, S, D, bf16, mask_kind, q strides x3, k x3, v x3, mask x3,
+ *        scale): y [B, H, T, D] contiguous = softmax(q k^T scale + mask) v per head, k/v head h / (H / Hkv) */
+static PyObject *py_attend(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[25];
+    if (nargs != 26) return PyErr_Format(PyExc_TypeError, "expected 26 arguments, got %zd", nargs);
+    if (args_i64(args, 25, 25, a)) return NULL;
+    double scale = PyFloat_AsDouble(args[25]);
+    if (scale == -1.0 && PyErr_Occurred()) return NULL;
+    Attn at = {PTR(0), PTR(1), PTR(2), PTR(3), PTR(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12],
+               {a[13], a[14], a[15]}, {a[16], a[17], a[18]}, {a[19], a[20], a[21]}, {a[22], a[23], a[24]},
+               (float)scale};
+    if (at.D % 16 || at.D > 256 || at.H % at.Hkv) return PyErr_Format(PyExc_ValueError, "unsupported head shape");
+    float *score = malloc(sizeof(float) * threads * (at.S + 16));
+    if (!score) return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < at.B * at.H * at.T; i++)
+        attend_row(&at, i / (at.H * at.T), i / at.T % at.H, i % at.T, score + omp_get_thread_num() * (at.S + 16));
+    Py_END_ALLOW_THREADS
+    free(score);
+    Py_RETURN_NONE;
+}
+
 /* supported(): whether this CPU has every instruction the kernels use */
 static PyObject *py_supported(PyObject *self, PyObject *unused) {
     __builtin_cpu_init();
@@ -306,6 +421,7 @@ static PyMethodDef methods[] = {
     {"f32", (PyCFunction)(void (*)(void))py_f32, METH_FASTCALL, "y = x @ w.T, fp32"},
     {"q8", (PyCFunction)(void (*)(void))py_q8, METH_FASTCALL, "y = x @ (w * scale).T, int8 weights"},
     {"q4", (PyCFunction)(void (*)(void))py_q4, METH_FASTCALL, "y = x @ dequantized(w).T, int4 weights"},
+    {"attend", (PyCFunction)(void (*)(void))py_attend, METH_FASTCALL, "softmax(q k^T scale + mask) v, one query row each"},
     {"supported", py_supported, METH_NOARGS, "whether this CPU runs the kernels"},
     {"set_threads", py_set_threads, METH_O, "threads per call"},
     {NULL, NULL, 0, NULL},

@@ -36,19 +36,34 @@ def lower() -> bool:
     def q4_symmetric_out(x, w, scales, group, *, out):  # no zeros tensor to pass as an input
         kernels.q4_out(x, w, scales, None, group, out=out)
 
-    names = {}
-    for name, fn in (("f32", kernels.f32_out), ("bf16", kernels.bf16_out), ("q8", kernels.q8_out),
-                     ("q4", kernels.q4_out), ("q4_symmetric", q4_symmetric_out)):
-        setattr(extern_kernels, f"baichuan_gemv_{name}", fn)
-        names[name] = f"extern_kernels.baichuan_gemv_{name}"
+    def attend_unmasked_out(q, k, v, scale, *, out):
+        kernels.attend_out(q, k, v, None, scale, out=out)
 
-    def extern(name, x, *tensors, constants=()):
+    names = {}
+    for name, fn in (("gemv_f32", kernels.f32_out), ("gemv_bf16", kernels.bf16_out), ("gemv_q8", kernels.q8_out),
+                     ("gemv_q4", kernels.q4_out), ("gemv_q4_symmetric", q4_symmetric_out),
+                     ("attend", kernels.attend_out), ("attend_unmasked", attend_unmasked_out)):
+        setattr(extern_kernels, f"baichuan_{name}", fn)
+        names[name] = f"extern_kernels.baichuan_{name}"
+
+    def extern(name, x, *tensors, constants=()):  # a product: [..., in] x [out, ...] -> [..., out]
         x = ir.ExternKernel.require_contiguous(x)
         tensors = [ir.ExternKernel.require_contiguous(t) for t in tensors]
         size = [*x.get_size()[:-1], tensors[0].get_size()[0]]
         layout = ir.FixedLayout(x.get_device(), x.get_dtype(), size, ir.FlexibleLayout.contiguous_strides(size))
         return ir.TensorBox.create(ir.ExternKernelOut(layout=layout, inputs=[x, *tensors],
-                                                      constant_args=tuple(constants), python_kernel_name=names[name]))
+                                                      constant_args=tuple(constants), python_kernel_name=names[f"gemv_{name}"]))
+
+    def attend(q, k, v, mask, scale):
+        q = ir.ExternKernel.require_contiguous(q)
+        # k and v: views of the cache, as they are (each dim's stride in order, the last 1)
+        k, v = (ir.ExternKernel.require_stride_order(t, [3, 2, 1, 0]) for t in (k, v))
+        size = list(q.get_size())
+        layout = ir.FixedLayout(q.get_device(), q.get_dtype(), size, ir.FlexibleLayout.contiguous_strides(size))
+        inputs = [q, k, v] if mask is None else [q, k, v, ir.ExternKernel.require_contiguous(mask)]
+        return ir.TensorBox.create(ir.ExternKernelOut(
+            layout=layout, inputs=inputs, constant_args=(scale,),
+            python_kernel_name=names["attend" if mask is not None else "attend_unmasked"]))
 
     ops = torch.ops.baichuan
     as_given = functools.partial(register_lowering, type_promotion_kind=None)  # the default casts to one dtype
@@ -59,6 +74,7 @@ def lower() -> bool:
         as_given(ops.gemv_q4.default)(
             lambda x, w, s, z, group: extern("q4", x, w, s, z, constants=(group,)) if z is not None
             else extern("q4_symmetric", x, w, s, constants=(group,)))
+        as_given(ops.attend.default)(attend)
     except (AttributeError, TypeError, AssertionError) as e:
         warnings.warn(f"baichuan.kernels: compiled graphs call the ops through the dispatcher ({e})",
                       RuntimeWarning, stacklevel=2)
