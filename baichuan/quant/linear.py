@@ -88,14 +88,23 @@ def _dequantize(q, scales, zeros, group_size: int, dtype) -> torch.Tensor:
     return w.view(out, -1).to(dtype)
 
 
+# Rows of a weight dequantized or repacked at a time: a 64000-row LM head done whole would add a
+# bf16 copy of itself (262 MB at the 1B shape) to the peak RSS of loading a model.
+BLOCK_ROWS = 4096
+
+
 def pack_rows16(qweight: torch.Tensor) -> torch.Tensor:
     """The checkpoint's int4 bytes [out, in/2] (pack_int4) in baichuan.kernels' CPU layout, the same
     shape: per tile of 16 output rows and per 8 inputs, 64 bytes, 4 per row, byte j holding input
     8c + j in its low nibble and 8c + 4 + j in its high one, so each vector lane of the kernel sums
     one output row. `out` must be a multiple of 16."""
-    out, half = qweight.shape
-    q = unpack_int4(qweight).view(out // 16, 16, half // 4, 2, 4)  # [tile, row, 8 inputs, nibble, byte]
-    return (q[..., 0, :] | (q[..., 1, :] << 4)).permute(0, 2, 1, 3).reshape(out, half)
+    packed = torch.empty_like(qweight)
+    for i in range(0, qweight.shape[0], BLOCK_ROWS):
+        block = qweight[i:i + BLOCK_ROWS]
+        out, half = block.shape
+        q = unpack_int4(block).view(out // 16, 16, half // 4, 2, 4)  # [tile, row, 8 inputs, nibble, byte]
+        packed[i:i + BLOCK_ROWS] = (q[..., 0, :] | (q[..., 1, :] << 4)).permute(0, 2, 1, 3).reshape(out, half)
+    return packed
 
 
 def unpack_rows16(packed: torch.Tensor) -> torch.Tensor:
@@ -398,6 +407,20 @@ _reads: dict[tuple, bool] = {}  # layer kind and shape -> whether unpack_int4_cp
 _warned: set[str] = set()
 
 
+def _reference_product(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """F.linear(x, the layer's weight dequantized to bf16), in fp32, BLOCK_ROWS outputs at a time."""
+    outs = []
+    for i in range(0, m.out_features, BLOCK_ROWS):
+        rows = slice(i, i + BLOCK_ROWS)
+        if isinstance(m, Int8Linear):
+            w = (m.qweight[rows].float() * m.scales[rows].float()[:, None]).bfloat16()
+        else:
+            w = dequantize_int4(m.qweight[rows], m.scales[rows], None if m.zeros is None else m.zeros[rows],
+                                m.group_size, torch.bfloat16)
+        outs.append(F.linear(x, w).float())
+    return torch.cat(outs, -1)
+
+
 def _try_kernel(m: nn.Module) -> str | None:
     """Switch one layer to its kernel if this torch and device have it and it agrees with the
     reference path on this kind and shape (checked once per process); returns why not, or None."""
@@ -414,7 +437,7 @@ def _try_kernel(m: nn.Module) -> str | None:
             if why == "unchecked":
                 gen = torch.Generator(m.qweight.device).manual_seed(0)
                 x = torch.randn(4, m.in_features, device=m.qweight.device, generator=gen).bfloat16()
-                ref = F.linear(x, m.dequantize(torch.bfloat16)).float()
+                ref = _reference_product(m, x)
             ours = _cpu_gemv_fits(m)
             if isinstance(m, Int8Linear):
                 m.kernel, m.kernel_scales, m.cpu_gemv = True, m.scales.to(torch.bfloat16), ours
