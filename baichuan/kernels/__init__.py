@@ -3,9 +3,10 @@ its attention of a few query rows over a KV cache, `torch.ops.baichuan.attend`.
 
 Each multiplies a few activation rows by a weight matrix in its stored layout (f32, bf16, the int8
 checkpoint tensors of baichuan.quant; int4 in a CPU layout of the checkpoint's bytes, made by
-`quant.linear.pack_rows16`), with the AVX-512 dot-product instructions made for that weight type. They exist because a profile showed PyTorch's CPU kernels converting every weight
-to fp32 before multiplying, which on two cores runs at 0.45-0.66 of the memory roof
-(`benchmarks/cpu_roofs.py`, docs/inference.md); these read the weights at the roof.
+`quant.linear.pack_rows16`), with the AVX-512 dot-product instructions made for that weight type.
+They exist because a profile showed PyTorch's CPU kernels converting every weight to fp32 before
+multiplying, which on two cores runs at 0.45-0.66 of the memory roof (`benchmarks/cpu_roofs.py`,
+docs/inference.md); these read the weights at the roof.
 
     available()           the extension is built, this CPU has AVX-512 VNNI and BF16, and
                           BAICHUAN_CPU_KERNELS is not 0
