@@ -30,7 +30,7 @@ two: a graph per span), not over whole rows. A path may compile steps of up to `
 rows only (serve's CPU default: 1) and run wider ones eager; a stream left alone in a later row
 moves to row 0. Prefill stays eager (prompt lengths vary). Eager on a CPU, the path stores the
 model's fp32 Linear weights column-major, in place (cpu.py). A compiled step does not check the
-model's modules and weights at each call (fastpath.py `model_guards_skipped`): once an engine is
+model's modules and weights at each call (fastpath.py `compile_options`): once an engine is
 built, its model's weights may change in value, not in shape, type or structure.
 
     engine = Engine(model, max_batch=16)

@@ -312,29 +312,20 @@ static int args_i64(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, in
 #define TILES(N) (((N) + TILE - 1) / TILE)
 #define ROWS(t, N) ((N) - (t) * TILE < TILE ? (N) - (t) * TILE : TILE)
 
-/* bf16(x, w, y, M, N, K): y[M, N] = x[M, K] @ w[N, K].T, bf16 */
-static PyObject *py_bf16(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[6];
-    if (args_i64(args, nargs, 6, a)) return NULL;
-    int64_t M = a[3], N = a[4], K = a[5];
-    Py_BEGIN_ALLOW_THREADS
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t t = 0; t < TILES(N); t++) tile_bf16(PTR(0), PTR(1), PTR(2), M, N, K, t * TILE, ROWS(t, N));
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-/* f32(x, w, y, M, N, K) */
-static PyObject *py_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[6];
-    if (args_i64(args, nargs, 6, a)) return NULL;
-    int64_t M = a[3], N = a[4], K = a[5];
-    Py_BEGIN_ALLOW_THREADS
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t t = 0; t < TILES(N); t++) tile_f32(PTR(0), PTR(1), PTR(2), M, N, K, t * TILE, ROWS(t, N));
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
+/* bf16(x, w, y, M, N, K): y[M, N] = x[M, K] @ w[N, K].T, bf16; f32(x, w, y, M, N, K) the same in fp32 */
+#define PLAIN_PRODUCT(name, tile)                                                                         \
+    static PyObject *name(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {                      \
+        int64_t a[6];                                                                                     \
+        if (args_i64(args, nargs, 6, a)) return NULL;                                                     \
+        int64_t M = a[3], N = a[4], K = a[5];                                                             \
+        Py_BEGIN_ALLOW_THREADS                                                                            \
+        _Pragma("omp parallel for schedule(static) num_threads(threads)")                                 \
+        for (int64_t t = 0; t < TILES(N); t++) tile(PTR(0), PTR(1), PTR(2), M, N, K, t * TILE, ROWS(t, N)); \
+        Py_END_ALLOW_THREADS                                                                              \
+        Py_RETURN_NONE;                                                                                   \
+    }
+PLAIN_PRODUCT(py_bf16, tile_bf16)
+PLAIN_PRODUCT(py_f32, tile_f32)
 
 /* q8(x bf16, w int8 [N, K], wscale fp32 [N], y bf16, M, N, K) */
 static PyObject *py_q8(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {

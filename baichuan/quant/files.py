@@ -72,14 +72,15 @@ def checkpoint_state(model: Baichuan) -> dict[str, torch.Tensor]:
     return state
 
 
-def checkpoint_dtypes(model: Baichuan, dtype: torch.dtype | None = None) -> dict[str, torch.dtype]:
-    """The dtype each tensor of `checkpoint_state(model)` is saved in: quantized layers' tensors in
-    their checkpoint dtypes (even after a model.to(dtype)), the rest in `dtype` (default: the
-    embedding's)."""
+def checkpoint_dtypes(model: Baichuan, dtype: torch.dtype | None = None,
+                      state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.dtype]:
+    """The dtype each tensor of `state` (default: `checkpoint_state(model)`) is saved in: quantized
+    layers' tensors in their checkpoint dtypes (even after a model.to(dtype)), the rest in `dtype`
+    (default: the embedding's)."""
     dtype = dtype or model.model.embed_tokens.weight.dtype
     quant = {name: type(m) for name, m in model.named_modules() if isinstance(m, QUANTIZED)}
     out = {}
-    for k, v in checkpoint_state(model).items():
+    for k, v in (state if state is not None else checkpoint_state(model)).items():
         prefix, _, field = k.rpartition(".")
         out[k] = STORAGE_DTYPES.get((quant[prefix], field), v.dtype) if prefix in quant else dtype
     return out
@@ -97,8 +98,8 @@ def save_quantized(model: Baichuan, out_dir: str | Path, tokenizer=None,
     if any(isinstance(m, Int4Linear) and m.packed is not None for m in model.modules()):
         raise BaichuanError("int4 layers were switched to torch's kernel layout by use_kernels() and cannot be saved; "
                             "save before use_kernels(), or load the model again with kernels=False")
-    dtypes = checkpoint_dtypes(model, dtype)
-    state = checkpoint_state(model)
+    state = checkpoint_state(model)  # int4 layers on baichuan.kernels: reordered once, here
+    dtypes = checkpoint_dtypes(model, dtype, state)
     if model.cfg.tie_word_embeddings and "lm_head.weight" in state:
         del state["lm_head.weight"]  # the embedding (a quantized head is stored as its own tensors)
     with atomic_dir(out_dir) as tmp:

@@ -207,7 +207,6 @@ class Int4Linear(nn.Module):
         self.register_buffer("cpu_weight", None, persistent=False)
         self.register_buffer("cpu_scales", None, persistent=False)
         self.register_buffer("cpu_zeros", None, persistent=False)
-        self.cpu_gemv = False
         # ... or to torch's packed layout for this device
         self.register_buffer("packed", None, persistent=False)
         self.register_buffer("scales_and_zeros", None, persistent=False)
@@ -224,6 +223,10 @@ class Int4Linear(nn.Module):
                 return F.linear(x, self.dequantize(x.dtype))
             return _int4_mm(rows, self.packed, self.group_size, self.scales_and_zeros).view(*x.shape[:-1], -1)
         return F.linear(x, self.dequantize(x.dtype))
+
+    @property
+    def cpu_gemv(self) -> bool:
+        return self.cpu_weight is not None
 
     @property
     def kernel(self) -> bool:
@@ -444,7 +447,6 @@ def _try_kernel(m: nn.Module) -> str | None:
             elif ours:  # the CPU layout serves every row count: no second copy
                 m.cpu_weight, m.cpu_scales = pack_rows16(m.qweight), rows16(m.scales)
                 m.cpu_zeros = None if m.zeros is None else rows16(m.zeros)
-                m.cpu_gemv = True
             else:
                 m.packed, m.scales_and_zeros = _int4_pack_for_kernel(m)
                 if key not in _reads:
@@ -461,7 +463,6 @@ def _try_kernel(m: nn.Module) -> str | None:
         m.kernel, m.kernel_scales, m.cpu_gemv = False, None, False
     elif why is not None:
         m.packed = m.scales_and_zeros = m.cpu_weight = m.cpu_scales = m.cpu_zeros = None
-        m.cpu_gemv = False
     elif isinstance(m, Int4Linear):  # the kernel's layout replaces the checkpoint one: still 0.5 byte per weight
         m.qweight = m.scales = m.zeros = None
     return why
