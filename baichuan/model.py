@@ -147,15 +147,15 @@ class KVCache:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.start, self.stop, self.span = 0, batch_size, max_len
+        self.start, self.stop, self.span, self.index = 0, batch_size, max_len, None
 
     @classmethod
     def view(cls, k: list, v: list, lengths: torch.Tensor, start: int, stop: int,
-             span: int | None = None) -> "KVCache":
+             span: int | None = None, index: torch.Tensor | None = None) -> "KVCache":
         """Rows [start, stop) of the per-layer tensors `k`, `v` (`lengths` holds those rows only),
-        attending over the first `span` slots (default: all)."""
+        or the rows `index` where given, attending over the first `span` slots (default: all)."""
         view = cls.__new__(cls)
-        view.k, view.v, view.lengths, view.start, view.stop = k, v, lengths, start, stop
+        view.k, view.v, view.lengths, view.start, view.stop, view.index = k, v, lengths, start, stop, index
         view.span = span or k[0].shape[2]
         return view
 
@@ -167,11 +167,20 @@ class KVCache:
     def rows(self, start: int, stop: int) -> "KVCache":
         return KVCache.view(self.k, self.v, self.lengths[start:stop], self.start + start, self.start + stop, self.span)
 
+    def select(self, index: torch.Tensor, lengths: torch.Tensor, span: int) -> "KVCache":
+        """Rows `index` (any order, each once) of the whole cache, filled to `lengths` (the view's
+        own: the caller records them), attending over the first `span` slots. A forward over it
+        reads this layer's rows gathered (a copy per layer) where `rows` reads a view."""
+        return KVCache.view(self.k, self.v, lengths, 0, len(index), span, index)
+
     def update(self, layer: int, k, v, slots):
         """Write k, v [B, H, T, D] at `slots` [B, T]; return this layer's keys and values over the span."""
-        rows = torch.arange(self.start, self.stop, device=k.device)[:, None].expand_as(slots)
+        index = self.index if self.index is not None else torch.arange(self.start, self.stop, device=k.device)
+        rows = index[:, None].expand_as(slots)
         self.k[layer][rows, :, slots] = k.transpose(1, 2)
         self.v[layer][rows, :, slots] = v.transpose(1, 2)
+        if self.index is not None:
+            return self.k[layer][self.index, :, :self.span], self.v[layer][self.index, :, :self.span]
         return self.k[layer][self.start:self.stop, :, :self.span], self.v[layer][self.start:self.stop, :, :self.span]
 
 

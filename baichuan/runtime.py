@@ -7,6 +7,7 @@ the one function that loads a model directory with its tokenizer for a command.
                                   weights are int8/int4, else fp32
     load_model_and_tokenizer(dir) what generate, chat, serve, eval and ask start from
     compile_decode(model)         whether a command compiles its decode step by default
+    release_freed_heap()          the C heap's free pages back to the OS (after loading, compiling)
     ready_engine(model, ...)      the engine chat, generate and serve decode with: compiled where
                                   that pays, warmed up, eager when compiling fails
 """
@@ -86,6 +87,23 @@ def compile_decode(model, asked: bool | None = None, new_tokens: int | None = No
     return size < COMPILE_BELOW_BYTES and decode_backend_available()
 
 
+def release_freed_heap() -> None:
+    """Return the C heap's free pages to the OS (glibc's `malloc_trim`; elsewhere nothing). Loading
+    frees as much as it keeps (safetensors reads, int4 bytes repacked for the CPU kernels), and
+    glibc holds freed memory for reuse: at the 1B shape, int4, 145 MB of a loaded process's
+    1438 MB RSS (1293 after this). Unlike a lower mmap threshold, this costs later steps nothing."""
+    import ctypes
+    import ctypes.util
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and other C libraries lack malloc_trim
+        return
+    trim(0)
+
+
 def load_model_and_tokenizer(path: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None):
     """A model directory -> (model in eval mode, its tokenizer), on `device` (default: as
     `default_device`) in `dtype` (default: as `model_dtype`)."""
@@ -97,6 +115,7 @@ def load_model_and_tokenizer(path: str | Path, device: str | None = None, dtype:
         raise BaichuanError(f"{path}: not a model directory (needs config.json and weights)")
     tok = Tokenizer.load(path)
     model = load_pretrained(path, device=default_device(device), dtype=dtype)  # `model_dtype` reads it
+    release_freed_heap()
     return model, tok
 
 
@@ -125,4 +144,5 @@ def ready_engine(model, asked: bool | None, warm: list | None, announce=None, ne
         print(f"note: compiling the decode step failed ({type(e).__name__}); decoding eager", file=sys.stderr)
         del engine  # its cache and graphs go before the eager engine's cache is allocated
         engine = Engine(model, compile=False, **engine_args)
+    release_freed_heap()  # what tracing and compiling allocated and freed
     return engine

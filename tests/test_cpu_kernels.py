@@ -110,6 +110,27 @@ def test_q4_is_its_math_and_near_the_weights_product(shape, n, group, symmetric)
     assert rel(got, x.float() @ dequantize_int4(q["qweight"], q["scales"], z, group).T) < 3e-2
 
 
+@pytest.mark.parametrize("group, symmetric", [(32, True), (128, True), (64, False), (128, False)])
+def test_a_prefill_multiplies_by_the_checkpoints_int4_weight_dequantized_bit_for_bit(group, symmetric):
+    """Past CPU_GEMV_ROWS a layer on the CPU layout dequantizes to bf16 in C (dequant_q4): the same
+    bits as torch's dequantize of the checkpoint tensors, and the same product."""
+    torch.manual_seed(0)
+    w = torch.randn(208, 384)
+    layer = Int4Linear(384, 208, group_size=group, symmetric=symmetric)
+    for name, t in quantize_int4(w, group, symmetric).items():
+        setattr(layer, name, t)
+    ref = dequantize_int4(layer.qweight, layer.scales, layer.zeros, group, torch.bfloat16)
+    ref32 = dequantize_int4(layer.qweight, layer.scales, layer.zeros, group, torch.float32)
+    x = torch.randn(qlinear.CPU_GEMV_ROWS[4] + 1, 384).bfloat16()
+    expected = torch.nn.functional.linear(x, ref)
+    layer.cpu_weight, layer.cpu_scales = pack_rows16(layer.qweight), rows16(layer.scales)
+    layer.cpu_zeros = None if symmetric else rows16(layer.zeros)
+    layer.qweight = layer.scales = layer.zeros = None
+    assert torch.equal(layer.dequantize(torch.bfloat16), ref)
+    assert torch.equal(layer(x), expected)
+    assert torch.equal(layer.dequantize(torch.float32), ref32)  # torch's ops
+
+
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 8e-3)])
 @pytest.mark.parametrize("heads, kv_heads, rows, keys, dim, mask", [
     (8, 8, 1, 192, 64, "bool"), (8, 2, 2, 77, 128, "float"), (4, 4, 1, 64, 16, None), (6, 6, 1, 130, 32, "alibi")])

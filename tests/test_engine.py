@@ -448,6 +448,41 @@ def test_prefix_cache_reuses_prefixes_and_changes_no_output():
     assert [len(e.tokens) for e in small.prefix.entries.values()] == [BLOCK]
 
 
+def test_a_prefill_writes_scattered_rows_in_place_or_through_a_scratch_cache():
+    """Prompts admitted together into rows 1 and 3 are prefilled into those rows of the engine's
+    cache itself; where a reused prefix plus the padded rest would pass the cache's slots, through
+    a scratch cache. Either way each request's tokens are its tokens decoded alone."""
+    from baichuan.infer.prefix import BLOCK
+    model = small_model("baichuan-7b")
+    torch.manual_seed(4)
+    first = [torch.randint(3, 300, (n,)).tolist() for n in (6, 9, 4, 12)]
+    engine = Engine(model, max_batch=4, max_len=BLOCK + 48, prefix_cache_bytes=1 << 30)
+    running = [engine.submit(p, SamplingParams(max_new_tokens=n, **NO_EOS)) for p, n in zip(first, (30, 2, 30, 2))]
+    while not (running[1].done and running[3].done):
+        engine.step()
+    later = [torch.randint(3, 300, (n,)).tolist() for n in (7, 15)]
+    params = SamplingParams(max_new_tokens=6, **NO_EOS)
+    reqs = [engine.submit(p, params) for p in later]
+    engine.step()
+    assert [r.slot for r in reqs] == [1, 3]
+    cache, rows = engine._prefill_cache(reqs, [0, 0], 15)
+    assert cache.k is engine.cache.k and rows == [1, 3]  # in place
+    # a prompt whose first block is cached, with one of BLOCK + 40 new tokens: 64 + 40 > the 112 slots
+    shared = first[0] * BLOCK
+    list(engine.generate(shared[:BLOCK + 1], SamplingParams(max_new_tokens=1, **NO_EOS)))
+    while not all(r.done for r in running + reqs):
+        engine.step()
+    pair = [shared[:BLOCK + 5], torch.randint(3, 300, (BLOCK + 40,)).tolist()]
+    both = [engine.submit(p, params) for p in pair]
+    scratch, rows = engine._prefill_cache(both, [BLOCK, 0], BLOCK + 40)
+    assert scratch.k is not engine.cache.k and rows == [0, 1]
+    while not all(r.done for r in both):
+        engine.step()
+    assert engine.prefix.stats["prefix_cache_hits"] >= 1
+    for r, p in zip(reqs + both, later + pair):
+        assert r.tokens == list(generate_ids(model, p, params))
+
+
 @pytest.mark.parametrize("settings, kind", [(dict(top_k=5), "topk"), (dict(), "none"), (dict(top_p=0.9), True)])
 def test_compiled_sampling_kinds_draw_what_eager_draws(settings, kind, monkeypatch):
     """A compiled step samples without sorting the vocabulary where it can (a top-k within

@@ -287,38 +287,38 @@ class Engine:
         return tokens, logits
 
     def _prefill(self, reqs: list[Request], events) -> None:
-        """One forward over the prompts of `reqs` (right-padded to the longest) into a scratch
-        cache, then each row's keys and values into its slot. Padding comes after a row's real
+        """One forward over the prompts of `reqs` (right-padded to the longest), writing their keys
+        and values into their rows of the cache (`_prefill_cache`). Padding comes after a row's real
         tokens, so causal attention never lets it change them. With a prefix cache, a row starts
         from the longest prefix of its prompt stored there and computes only the rest."""
         hits = [self.prefix.lookup(r.prompt) if self.prefix else (None, 0) for r in reqs]
-        rest = max(len(r.prompt) - n for r, (_, n) in zip(reqs, hits))
+        reused = [n for _, n in hits]
+        rest = max(len(r.prompt) - n for r, n in zip(reqs, reused))
         ids = torch.zeros(len(reqs), rest, dtype=torch.long, device=self.device)
-        for i, (req, (_, n)) in enumerate(zip(reqs, hits)):
+        for i, (req, n) in enumerate(zip(reqs, reused)):
             ids[i, :len(req.prompt) - n] = torch.tensor(req.prompt[n:], device=self.device)
-        scratch = KVCache(self.model.cfg, len(reqs), max(n for _, n in hits) + rest, device=self.device,
-                          dtype=self.cache.k[0].dtype)
-        for i, (entry, n) in enumerate(hits):
+        cache, rows = self._prefill_cache(reqs, reused, rest)
+        for row, (entry, n) in zip(rows, hits):
             if entry is not None:
-                for layer in range(len(scratch.k)):
-                    scratch.k[layer][i, :, :n] = entry.k[layer][:, :n]
-                    scratch.v[layer][i, :, :n] = entry.v[layer][:, :n]
-                scratch.lengths[i] = n
-        hidden = self.model.model(ids, cache=scratch)
-        last = torch.tensor([len(r.prompt) - n - 1 for r, (_, n) in zip(reqs, hits)], device=self.device)
+                for layer in range(len(cache.k)):
+                    cache.k[layer][row, :, :n] = entry.k[layer][:, :n]
+                    cache.v[layer][row, :, :n] = entry.v[layer][:, :n]
+        hidden = self.model.model(ids, cache=cache)
+        last = torch.tensor([len(r.prompt) - n - 1 for r, n in zip(reqs, reused)], device=self.device)
         # the LM head on the last prompt position only: over the whole prompt it would cost more than the blocks
         logits = self.model.lm_head(hidden[torch.arange(len(reqs), device=self.device), last])
         if self.prefix:
-            for i, req in enumerate(reqs):
-                self.prefix.store(req.prompt, [k[i] for k in scratch.k], [v[i] for v in scratch.v])
-        for i, (req, (_, reused)) in enumerate(zip(reqs, hits)):
+            for row, req in zip(rows, reqs):
+                self.prefix.store(req.prompt, [k[row] for k in cache.k], [v[row] for v in cache.v])
+        for i, (req, n_reused) in enumerate(zip(reqs, reused)):
             n, slot = len(req.prompt), req.slot
-            for layer in range(len(scratch.k)):
-                self.cache.k[layer][slot, :, :n] = scratch.k[layer][i, :, :n]
-                self.cache.v[layer][slot, :, :n] = scratch.v[layer][i, :, :n]
+            if cache.k is not self.cache.k:  # a scratch cache
+                for layer in range(len(cache.k)):
+                    self.cache.k[layer][slot, :, :n] = cache.k[layer][i, :, :n]
+                    self.cache.v[layer][slot, :, :n] = cache.v[layer][i, :, :n]
             self.cache.lengths[slot] = n
             # the repetition penalty's history is the whole prompt (the ids hold only what was computed)
-            prompt = ids[i, :n] if not reused else torch.tensor(req.prompt, device=self.device)
+            prompt = ids[i, :n] if not n_reused else torch.tensor(req.prompt, device=self.device)
             self.sampler.assign(slot, req.params, prompt)
         for i, req in enumerate(reqs):
             if not self._constrain(req.slot, req.slot + 1, events):
@@ -327,6 +327,20 @@ class Engine:
             self.last[req.slot] = token
             self.sampler.record(req.slot, token)  # Python ints: no copy to the device
             self._emit(req, token, events, self._logprobs([req.slot], logits[i:i + 1], {req.slot: token}).get(req.slot))
+
+    def _prefill_cache(self, reqs: list[Request], reused: list[int], rest: int) -> tuple[KVCache, list[int]]:
+        """The cache a prefill writes into, and each request's row in it: the requests' own rows of
+        the engine's cache, in place (no second copy of their keys and values at the peak: 92 MB
+        for 8 prompts of 92 tokens at the 1B shape), or a scratch cache where a reused prefix plus
+        the padded rest would pass the cache's slots."""
+        lengths = torch.tensor(reused, device=self.device)
+        span = max(reused) + rest
+        if span <= self.cache.k[0].shape[2]:
+            slots = [r.slot for r in reqs]
+            return self.cache.select(torch.tensor(slots, device=self.device), lengths, span), slots
+        scratch = KVCache(self.model.cfg, len(reqs), span, device=self.device, dtype=self.cache.k[0].dtype)
+        scratch.lengths = lengths
+        return scratch, list(range(len(reqs)))
 
     def _constrain(self, lo: int, hi: int, events) -> bool:
         """The allowed ids of rows lo..hi whose requests follow a grammar, into the sampler's

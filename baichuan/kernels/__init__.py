@@ -99,6 +99,13 @@ def q4_out(x, w, scales, zeros, group, *, out):
               out.data_ptr(), x.numel() // k, w.shape[0], k)
 
 
+def q4_dequantize_out(w, scales, zeros, group, *, out):
+    """The int4 CPU layout's weight dequantized into `out` [N, K] bf16 (contiguous), as
+    quant/linear.py's `_dequantize` computes it, bit for bit."""
+    _ext().dequant_q4(w.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr(), group,
+                      out.data_ptr(), *out.shape)
+
+
 _MASK_KIND = {torch.bool: 1, torch.float32: 2, torch.bfloat16: 3}
 
 

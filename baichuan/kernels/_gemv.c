@@ -14,6 +14,10 @@
  *         per group, so y = sum_g s_g * sum(q x) + (z_g - 8 s_g) * sum(x), with sum(x) exact.
  *   fp32  FMA.
  *
+ * A prefill (more rows than these kernels suit) multiplies by the int4 weight dequantized to bf16
+ * (`dequant_q4`), which unpacks the CPU layout 16 rows at a time where torch's ops took 18 ms and a
+ * few intermediates per 1B-shaped matrix.
+ *
  * And the attention of a decode step (`attend`): each query row against its KV cache row's first
  * S slots, fp32 dot products, an exact-to-fp32 exp and fp32 sums; SDPA's CPU kernel spends most of
  * its time on such small problems outside the arithmetic.
@@ -23,7 +27,6 @@
  * the end. int4 weights are read in a layout of their own (`Int4Linear`'s CPU layout, made once
  * when the layer switches to the kernel, quant/linear.py): 16 output rows side by side, so each
  * vector lane sums one output row and a group's 16 scales apply as one vector. Every thread
- * reuses each tile from cache for every activation row. Everything here is plain C with intrinsics;
  * reuses each tile from cache for every activation row. Everything here is plain C with intrinsics;
  * baichuan/kernels/__init__.py checks the CPU, registers the torch ops and checks every kernel
  * against the reference product before it is used.
@@ -214,6 +217,36 @@ TARGET static void tile_q4(const Acts *a, const uint8_t *w, const uint16_t *s, c
     }
 }
 
+/* Tile t of the CPU layout dequantized into rows 16t..16t+15 of y [N, K] bf16: (q - 8) * s (+ z), in
+ * fp32 and rounded once to bf16 (with zeros: the product rounded to fp32, then the sum; as
+ * quant/linear.py's `_dequantize` computes it). 16 inputs x 16 rows at a time, turned row-major
+ * through a small buffer. */
+TARGET static void dequant_tile_q4(const uint8_t *w, const uint16_t *s, const uint16_t *z, int64_t group,
+                                   uint16_t *y, int64_t K, int64_t t) {
+    const int64_t groups = K / group;
+    const uint8_t *wt = w + t * (K / 8) * 64;
+    const uint16_t *st = s + t * groups * 16, *zt = z ? z + t * groups * 16 : NULL;
+    const __m512i low = _mm512_set1_epi32(0x0f), across = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16));
+    float buf[16 * 16] __attribute__((aligned(64)));  /* [input][row] */
+    for (int64_t c = 0; c < K / 8; c += 2) {          /* 16 inputs: one group (group % 32 == 0) */
+        const int64_t g = 8 * c / group;
+        __m512 sv = bf16x16(st + 16 * g), zv = zt ? bf16x16(zt + 16 * g) : _mm512_setzero_ps();
+        for (int h = 0; h < 2; h++) {
+            __m512i wv = _mm512_loadu_si512((const void *)(wt + 64 * (c + h)));  /* lane r: row r's 4 bytes */
+            for (int j = 0; j < 8; j++) {  /* input 8(c + h) + j: byte j % 4, the high nibble from j = 4 */
+                __m512i q = _mm512_and_si512(_mm512_srli_epi32(wv, 8 * (j % 4) + 4 * (j / 4)), low);
+                __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(8.0f)), sv);
+                _mm512_store_ps(buf + 16 * (8 * h + j), zt ? _mm512_add_ps(v, zv) : v);
+            }
+        }
+        for (int r = 0; r < 16; r++) {
+            __m512 row = _mm512_i32gather_ps(across, buf + r, 4);
+            _mm256_storeu_si256((__m256i *)(y + (16 * t + r) * K + 8 * c), (__m256i)_mm512_cvtneps_pbh(row));
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------------- attention */
 
 /* exp(x) for 16 floats: 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, 2^f by its Taylor series to
@@ -366,6 +399,17 @@ static PyObject *py_q4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     Py_RETURN_NONE;
 }
 
+/* dequant_q4(w uint8 (the CPU layout), scales bf16, zeros bf16 or 0, group, y bf16 [N, K], N, K) */
+static PyObject *py_dequant_q4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t a[7];
+    if (args_i64(args, nargs, 7, a)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t t = 0; t < a[5] / 16; t++) dequant_tile_q4(PTR(0), PTR(1), PTR(2), a[3], PTR(4), a[6], t);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* attend(q, k, v, mask or 0, y, B, H, Hkv, T, S, D, bf16, mask_kind, q strides x3, k x3, v x3, mask x3,
  *        scale): y [B, H, T, D] contiguous = softmax(q k^T scale + mask) v per head, k/v head h / (H / Hkv) */
 static PyObject *py_attend(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -412,6 +456,7 @@ static PyMethodDef methods[] = {
     {"f32", (PyCFunction)(void (*)(void))py_f32, METH_FASTCALL, "y = x @ w.T, fp32"},
     {"q8", (PyCFunction)(void (*)(void))py_q8, METH_FASTCALL, "y = x @ (w * scale).T, int8 weights"},
     {"q4", (PyCFunction)(void (*)(void))py_q4, METH_FASTCALL, "y = x @ dequantized(w).T, int4 weights"},
+    {"dequant_q4", (PyCFunction)(void (*)(void))py_dequant_q4, METH_FASTCALL, "w dequantized to bf16, int4"},
     {"attend", (PyCFunction)(void (*)(void))py_attend, METH_FASTCALL, "softmax(q k^T scale + mask) v, one query row each"},
     {"supported", py_supported, METH_NOARGS, "whether this CPU runs the kernels"},
     {"set_threads", py_set_threads, METH_O, "threads per call"},
