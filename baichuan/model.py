@@ -168,10 +168,10 @@ class KVCache:
         return KVCache.view(self.k, self.v, self.lengths[start:stop], self.start + start, self.start + stop, self.span)
 
     def select(self, index: torch.Tensor, lengths: torch.Tensor, span: int) -> "KVCache":
-        """Rows `index` (any order, each once) of the whole cache, filled to `lengths` (the view's
-        own: the caller records them), attending over the first `span` slots. A forward over it
-        reads this layer's rows gathered (a copy per layer) where `rows` reads a view."""
-        return KVCache.view(self.k, self.v, lengths, 0, len(index), span, index)
+        """Rows `index` (any order, each once) of this cache, filled to `lengths` (the view's own:
+        the caller records them), attending over the first `span` slots. A forward over it reads
+        each layer's rows gathered (a copy per layer) where `rows` reads a view."""
+        return KVCache.view(self.k, self.v, lengths, 0, len(index), span, index + self.start)
 
     def update(self, layer: int, k, v, slots):
         """Write k, v [B, H, T, D] at `slots` [B, T]; return this layer's keys and values over the span."""
