@@ -5,8 +5,9 @@
 Builds baichuan/kernels/_gemv.c twice with the C compiler (once with BAICHUAN_NO_PREFETCH), loads
 both, and times one sweep over every weight product of a batch-1 decode step of the
 `cpu_vs_llamacpp.py` shapes (the layers' five matrices and the LM head, random weights in each
-kernel's layout), alternating the builds round by round. Prints the median GB/s of weight bytes
-read each way and their ratio. Needs a CPU with AVX-512 VNNI and BF16, gcc and OpenMP.
+kernel's layout), then every layer's attention over a bf16 KV cache of `--spans` slots,
+alternating the builds round by round. Prints the median GB/s of bytes read each way and their
+ratio. Needs a CPU with AVX-512 VNNI and BF16, gcc and OpenMP.
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ def products(shape: str, kind: str) -> list[tuple]:
     return out
 
 
+def caches(shape: str, span: int) -> list[tuple]:
+    """(keys, values, query) of each layer's decode attention over `span` cached bf16 slots."""
+    s = SHAPES[shape]
+    heads, dim = s["num_heads"], s["hidden_size"] // s["num_heads"]
+    return [(torch.randn(1, heads, span, dim).bfloat16(), torch.randn(1, heads, span, dim).bfloat16(),
+             torch.randn(1, heads, 1, dim).bfloat16()) for _ in range(s["num_layers"])]
+
+
+def attend(module, layers: list[tuple], out: torch.Tensor) -> None:
+    for k, v, q in layers:
+        (_, H, S, D), no_mask = k.shape, (0, 0, 0)
+        module.attend(q.data_ptr(), k.data_ptr(), v.data_ptr(), 0, out.data_ptr(), 1, H, H, 1, S, D, 1, 0,
+                      *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *no_mask, D ** -0.5)
+
+
 def sweep(module, kind: str, prods: list[tuple], xs: dict, ys: list) -> None:
     for (w, s, k), y in zip(prods, ys):
         x, n = xs[k].data_ptr(), w.shape[0]
@@ -72,6 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="168m,1b")
     ap.add_argument("--kinds", default="bf16,q8,q4", help="f32 too: its kernel has no prefetch, both builds equal")
+    ap.add_argument("--spans", default="192,1024", help="cached slots each layer's attention reads")
     ap.add_argument("--rounds", type=int, default=12)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +96,7 @@ def main() -> None:
                   "with": build(Path(tmp), "with", [])}
         if not builds["with"].supported():
             raise SystemExit("this CPU lacks AVX-512 VNNI or BF16: the kernels do not run here")
-        print(f"{torch.get_num_threads()} threads; median GB/s of weight bytes over {args.rounds} rounds")
+        print(f"{torch.get_num_threads()} threads; median GB/s of bytes read over {args.rounds} rounds")
         for shape in args.shapes.split(","):
             for kind in args.kinds.split(","):
                 prods = products(shape, kind)
@@ -96,6 +113,19 @@ def main() -> None:
                 rate = {name: nbytes / sorted(ts)[len(ts) // 2] / 1e9 for name, ts in times.items()}
                 print(f"{shape:5s} {kind:5s} {nbytes / 2**20:6.0f} MB: without {rate['without']:5.1f}, "
                       f"with {rate['with']:5.1f} GB/s ({rate['with'] / rate['without']:.2f}x)")
+            for span in (int(n) for n in args.spans.split(",")):
+                layers = caches(shape, span)
+                out = torch.empty_like(layers[0][2])
+                nbytes = sum(k.numel() * 2 * k.element_size() for k, _, _ in layers)
+                times = {name: [] for name in builds}
+                for _ in range(args.rounds):
+                    for name, module in builds.items():
+                        t = time.perf_counter()
+                        attend(module, layers, out)
+                        times[name].append(time.perf_counter() - t)
+                rate = {name: nbytes / sorted(ts)[len(ts) // 2] / 1e9 for name, ts in times.items()}
+                print(f"{shape:5s} attend over {span} slots, {nbytes / 2**20:4.0f} MB of cache: without "
+                      f"{rate['without']:5.1f}, with {rate['with']:5.1f} GB/s ({rate['with'] / rate['without']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -292,6 +292,10 @@ typedef struct {
     float scale;
 } Attn;
 
+/* keys (and values) ahead that attend_row prefetches: a head's cache rows cross a 4 KB page every
+ * 16-32 slots. benchmarks/cpu_prefetch.py, every layer's attention over a bf16 cache: +4-12% (168M
+ * and 1B shapes, 192 and 1024 slots). */
+#define ATTEND_AHEAD 16
 /* One query row (b, h, t) against keys and values [0, S): softmax(q k^T scale + mask) v, in fp32.
  * `score` holds S floats. A masked key (False, or -inf) weighs exactly 0. */
 TARGET static void attend_row(const Attn *a, int64_t b, int64_t h, int64_t t, float *score) {
@@ -305,6 +309,7 @@ TARGET static void attend_row(const Attn *a, int64_t b, int64_t h, int64_t t, fl
     float top = -INFINITY;
     for (int64_t s = 0; s < a->S; s++) {
         const char *ks = k + e * s * a->ks[2];
+        if (s + ATTEND_AHEAD < a->S) PREFETCH_LINE(ks + e * ATTEND_AHEAD * a->ks[2]);
         __m512 acc = _mm512_setzero_ps();
         for (int64_t d = 0; d < D; d += 16) acc = _mm512_fmadd_ps(load16(ks, d, (int)a->bf16), qv[d / 16], acc);
         float x = _mm512_reduce_add_ps(acc) * a->scale;
@@ -330,8 +335,9 @@ TARGET static void attend_row(const Attn *a, int64_t b, int64_t h, int64_t t, fl
     __m512 out[16];
     for (int64_t d = 0; d < D; d += 16) out[d / 16] = _mm512_setzero_ps();
     for (s = 0; s < a->S; s++) {
-        if (score[s] == 0.0f) continue;
         const char *vs = v + e * s * a->vs[2];
+        if (s + ATTEND_AHEAD < a->S) PREFETCH_LINE(vs + e * ATTEND_AHEAD * a->vs[2]);
+        if (score[s] == 0.0f) continue;
         __m512 p = _mm512_set1_ps(score[s]);
         for (int64_t d = 0; d < D; d += 16) out[d / 16] = _mm512_fmadd_ps(p, load16(vs, d, (int)a->bf16), out[d / 16]);
     }
