@@ -18,6 +18,7 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -84,6 +85,23 @@ def sweep(module, kind: str, prods: list[tuple], xs: dict, ys: list) -> None:
             getattr(module, kind)(x, w.data_ptr(), y.data_ptr(), 1, n, k)
 
 
+def medians(builds: dict, rounds: int, run) -> dict[str, float]:
+    """Median seconds of `run(module)` per build, the builds alternating round by round."""
+    times = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, module in builds.items():
+            t = time.perf_counter()
+            run(module)
+            times[name].append(time.perf_counter() - t)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+
+
+def report(what: str, nbytes: int, seconds: dict[str, float]) -> None:
+    rate = {name: nbytes / t / 1e9 for name, t in seconds.items()}
+    print(f"{what}, {nbytes / 2**20:.0f} MB: without {rate['without']:5.1f}, with {rate['with']:5.1f} GB/s "
+          f"({rate['with'] / rate['without']:.2f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="168m,1b")
@@ -104,28 +122,14 @@ def main() -> None:
                 xs = {k: torch.randn(1, k).to(act) for _, _, k in prods}
                 ys = [torch.empty(1, w.shape[0], dtype=act) for w, _, _ in prods]
                 nbytes = sum(w.numel() * w.element_size() for w, _, _ in prods)
-                times = {name: [] for name in builds}
-                for _ in range(args.rounds):
-                    for name, module in builds.items():
-                        t = time.perf_counter()
-                        sweep(module, kind, prods, xs, ys)
-                        times[name].append(time.perf_counter() - t)
-                rate = {name: nbytes / sorted(ts)[len(ts) // 2] / 1e9 for name, ts in times.items()}
-                print(f"{shape:5s} {kind:5s} {nbytes / 2**20:6.0f} MB: without {rate['without']:5.1f}, "
-                      f"with {rate['with']:5.1f} GB/s ({rate['with'] / rate['without']:.2f}x)")
+                report(f"{shape:5s} {kind} products", nbytes,
+                       medians(builds, args.rounds, partial(sweep, kind=kind, prods=prods, xs=xs, ys=ys)))
             for span in (int(n) for n in args.spans.split(",")):
                 layers = caches(shape, span)
                 out = torch.empty_like(layers[0][2])
                 nbytes = sum(k.numel() * 2 * k.element_size() for k, _, _ in layers)
-                times = {name: [] for name in builds}
-                for _ in range(args.rounds):
-                    for name, module in builds.items():
-                        t = time.perf_counter()
-                        attend(module, layers, out)
-                        times[name].append(time.perf_counter() - t)
-                rate = {name: nbytes / sorted(ts)[len(ts) // 2] / 1e9 for name, ts in times.items()}
-                print(f"{shape:5s} attend over {span} slots, {nbytes / 2**20:4.0f} MB of cache: without "
-                      f"{rate['without']:5.1f}, with {rate['with']:5.1f} GB/s ({rate['with'] / rate['without']:.2f}x)")
+                report(f"{shape:5s} attend over {span} slots", nbytes,
+                       medians(builds, args.rounds, partial(attend, layers=layers, out=out)))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,10 @@ def unpack_int4(p: torch.Tensor) -> torch.Tensor:
     return torch.stack((p & 15, p >> 4), dim=-1).flatten(-2)
 
 
+def dequantize_int8(qweight, scales, dtype=torch.float32) -> torch.Tensor:
+    return (qweight.float() * scales.float()[:, None]).to(dtype)
+
+
 def dequantize_int4(qweight, scales, zeros, group_size: int, dtype=torch.float32) -> torch.Tensor:
     return _dequantize(unpack_int4(qweight), scales, zeros, group_size, dtype)
 
@@ -146,7 +150,7 @@ def quantize_weight(w: torch.Tensor, mode: str, group_size: int, symmetric: bool
 # dequantized for the call beats torch's CPU int8/int4 kernels, which cost the same per row at
 # any row count. On this project's 2-core AVX-512 VM, 2048 -> 5504: either kernel takes 0.077 ms
 # per row; the bf16 GEMM 0.9 ms at 16 rows and 2.9 at 256; making the bf16 weight takes 1 ms from
-# int8 and 7 ms from the int4 kernel's layout.
+# int8 and 5.7 ms from baichuan.kernels' int4 layout (`dequant_q4`).
 CPU_GEMM_ROWS = {8: 16, 4: 128}
 # Up to this many rows, baichuan.kernels' products (AVX-512 VNNI) beat torch's int8 kernel. Its int4
 # product takes every row count below CPU_GEMM_ROWS: per 2048 -> 5504-sized 1B layer (the average of
@@ -183,7 +187,7 @@ class Int8Linear(nn.Module):
         return F.linear(x, self.qweight.to(x.dtype)) * self.scales.to(x.dtype)
 
     def dequantize(self, dtype=torch.float32):
-        return (self.qweight.float() * self.scales.float()[:, None]).to(dtype)
+        return dequantize_int8(self.qweight, self.scales, dtype)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -423,7 +427,7 @@ def _reference_product(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     for i in range(0, m.out_features, BLOCK_ROWS):
         rows = slice(i, i + BLOCK_ROWS)
         if isinstance(m, Int8Linear):
-            w = (m.qweight[rows].float() * m.scales[rows].float()[:, None]).bfloat16()
+            w = dequantize_int8(m.qweight[rows], m.scales[rows], torch.bfloat16)
         else:
             w = dequantize_int4(m.qweight[rows], m.scales[rows], None if m.zeros is None else m.zeros[rows],
                                 m.group_size, torch.bfloat16)
