@@ -128,6 +128,19 @@ def attention_mask(cfg: ModelConfig, q_pos: torch.Tensor, S: int, key_mask, dtyp
 
 # ------------------------------------------------------------------------------------- KV cache
 
+def _zeros(shape: tuple, device, dtype: torch.dtype) -> torch.Tensor:
+    """A zero tensor. On the CPU, in pages of its own that the kernel maps lazily: memory becomes
+    resident as slots are written, so rows a server never fills, slots past what its requests use
+    and the rounding of a compiled engine's rows cost address space, not RAM (`torch.zeros`
+    writes, and so keeps, every page). A tensor of its own per call, never a view of a shared
+    buffer: compiled steps take each layer's cache as an input of its own (see KVCache)."""
+    if (torch.device(device) if device is not None else torch.get_default_device()).type != "cpu":
+        return torch.zeros(shape, device=device, dtype=dtype)
+    import mmap
+    pages = mmap.mmap(-1, max(1, math.prod(shape)) * dtype.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return torch.frombuffer(pages, dtype=dtype)[:math.prod(shape)].view(shape)  # keeps `pages` mapped
+
+
 class KVCache:
     """Pre-allocated keys and values, one [B, heads, max_len, head_dim] tensor per layer, and how
     many slots of each row are filled (`lengths` [B]).
@@ -144,8 +157,8 @@ class KVCache:
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         shape = (batch_size, cfg.kv_heads, max_len, cfg.head_dim)  # the KV heads only
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
+        self.k = [_zeros(shape, device, dtype) for _ in range(cfg.num_layers)]
+        self.v = [_zeros(shape, device, dtype) for _ in range(cfg.num_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.start, self.stop, self.span, self.index = 0, batch_size, max_len, None
 

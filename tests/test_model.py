@@ -3,6 +3,8 @@ ALiBi slopes, a naive ALiBi attention, F.normalize for NormHead, and full recomp
 KV cache."""
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,6 +214,24 @@ def test_cache_overflow_is_an_error():
     cache = KVCache(model.cfg, 1, 4)
     with pytest.raises(ValueError, match="KV cache"):
         model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RssAnon from /proc")
+def test_cpu_cache_memory_becomes_resident_only_as_slots_are_written():
+    """A server's cache is sized for its longest context and every row at once; on the CPU it
+    costs memory for what its requests fill, not for that bound."""
+    def anon_mb():
+        return int(Path("/proc/self/status").read_text().split("RssAnon:")[1].split()[0]) / 1024
+    cfg = preset("baichuan-7b", **{**SMALL, "hidden_size": 512, "num_heads": 4, "num_layers": 4})
+    before = anon_mb()
+    cache = KVCache(cfg, 8, 8192, dtype=torch.bfloat16)  # 512 MB of keys and values
+    assert anon_mb() - before < 16
+    assert all(t.count_nonzero() == 0 for t in cache.k + cache.v)  # read, still zeros and not resident
+    assert anon_mb() - before < 16
+    for t in cache.k + cache.v:
+        t[0].fill_(1.0)  # one row of eight: 64 MB
+    assert 56 < anon_mb() - before < 90
+    assert cache.k[0].is_contiguous() and cache.k[0].untyped_storage().data_ptr() != cache.k[1].untyped_storage().data_ptr()
 
 
 def test_lm_loss_masks_and_z_loss():

@@ -56,6 +56,7 @@ from baichuan.infer.fastpath import decode_path
 from baichuan.infer.prefix import PrefixCache
 from baichuan.infer.sampling import COMPILED_KINDS, Plan, SamplerState, SamplingParams, compiled_kind, sample
 from baichuan.model import Baichuan, KVCache
+from baichuan.runtime import release_freed_heap
 
 _ids = itertools.count()
 log = logging.getLogger("baichuan.infer")
@@ -190,6 +191,8 @@ class Engine:
             batch.append(req)
         if batch:
             self._prefill(batch, events)
+        if admitted and self.device.type == "cpu":
+            release_freed_heap()  # the prefills' transients, before decoding fills the cache (runtime.py)
         active = [s for s, r in enumerate(self.slots) if r is not None]
         if not active:
             return events

@@ -52,7 +52,8 @@ class DecodePath:
     def cache_slots(self, max_len: int) -> int:
         """Slots per cache row. Compiled, every span is a multiple of 64 (a guard on a size's
         alignment holds for all of them) and a spare slot follows the longest: a span over the
-        whole cache would be a contiguous view, a case dynamo compiles separately."""
+        whole cache would be a contiguous view, a case dynamo compiles separately. On a CPU the
+        slots past `max_len` are never written, so they take no memory (model.py `_zeros`)."""
         return _round64(max_len) + 1 if self.compiled else max_len
 
     def spans(self, max_len: int) -> list[int]:
