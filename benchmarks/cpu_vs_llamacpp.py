@@ -3,6 +3,7 @@ both ways (ours from its directory, llama.cpp from our GGUF export of it), the s
 
     python benchmarks/cpu_vs_llamacpp.py                         # 168M and 1B shapes, every precision
     python benchmarks/cpu_vs_llamacpp.py --shapes 168m --precisions fp32,int8
+    python benchmarks/cpu_vs_llamacpp.py --shapes 7b --precisions int4   # 20 GB of disk, 14 GB of RAM to make
 
 Per shape (random weights, the Baichuan-1 64k tokenizer from BAICHUAN_ASSETS for the export) and
 precision (ours / llama.cpp: fp32 / F32, bf16 / F16, int8 / Q8_0, int4 g32 / Q4_0, and int8 / int4
@@ -27,10 +28,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REPEAT = 3  # measurements per worker; the best counts
-SHAPES = {  # Baichuan-7B's layout, scaled down (RoPE, FFN ~2.7x hidden, 64k vocab)
+SHAPES = {  # Baichuan-7B's layout, scaled down but for 7b (RoPE, FFN ~2.7x hidden, 64k vocab)
     "168m": dict(hidden_size=512, intermediate_size=1408, num_layers=32, num_heads=8),
     "1b": dict(hidden_size=2048, intermediate_size=5504, num_layers=16, num_heads=16),
+    "7b": dict(hidden_size=4096, intermediate_size=11008, num_layers=32, num_heads=32),  # Baichuan-7B itself
 }
+BF16_SOURCE = {"7b"}  # its fp32 source would take 28 GB of RAM and disk: the fp32 row then reads bf16 values
 # ours -> the GGUF llama.cpp runs. "+head": our LM head quantized too (`quantize --lm-head`), as
 # llama.cpp's Q8_0 (Q8_0 head) and Q4_0 (Q6_K head) files have theirs; plain int8/int4 keep a bf16
 # head, as Baichuan's releases do.
@@ -136,7 +139,8 @@ def prepare(shape: str, out: Path, precisions: list[str]) -> tuple[dict[str, Pat
     if not (model_dir / "config.json").exists():
         tok = Tokenizer.load(assets / "baichuan1" / "tokenizer.model")
         torch.manual_seed(0)
-        model = build(preset("baichuan-7b", vocab_size=64000, max_len=2048, **SHAPES[shape]))
+        model = build(preset("baichuan-7b", vocab_size=64000, max_len=2048, **SHAPES[shape]),
+                      dtype=torch.bfloat16 if shape in BF16_SOURCE else torch.float32)
         save_pretrained(model, model_dir, tokenizer=tok)
         del model
     dirs = {"fp32": model_dir, "bf16": model_dir}
