@@ -106,6 +106,15 @@ def q4_dequantize_out(w, scales, zeros, group, *, out):
                       out.data_ptr(), *out.shape)
 
 
+def q4_repack(qweight: torch.Tensor) -> torch.Tensor:
+    """The checkpoint's int4 bytes [N, K/2] (N a multiple of 16, contiguous) in the CPU layout the
+    q4 kernels read (quant/linear.py `pack_rows16` describes it)."""
+    qweight = qweight.contiguous()
+    out = torch.empty_like(qweight)
+    _ext().repack_q4(qweight.data_ptr(), out.data_ptr(), qweight.shape[0], 2 * qweight.shape[1])
+    return out
+
+
 _MASK_KIND = {torch.bool: 1, torch.float32: 2, torch.bfloat16: 3}
 
 

@@ -92,8 +92,8 @@ def _dequantize(q, scales, zeros, group_size: int, dtype) -> torch.Tensor:
     return w.view(out, -1).to(dtype)
 
 
-# Rows of a weight dequantized or repacked at a time: a 64000-row LM head done whole would add a
-# bf16 copy of itself (262 MB at the 1B shape) to the peak RSS of loading a model.
+# Rows of a weight dequantized at a time: a 64000-row LM head done whole would add a bf16 copy of
+# itself (262 MB at the 1B shape) to the peak RSS of loading a model.
 BLOCK_ROWS = 4096
 
 
@@ -101,14 +101,10 @@ def pack_rows16(qweight: torch.Tensor) -> torch.Tensor:
     """The checkpoint's int4 bytes [out, in/2] (pack_int4) in baichuan.kernels' CPU layout, the same
     shape: per tile of 16 output rows and per 8 inputs, 64 bytes, 4 per row, byte j holding input
     8c + j in its low nibble and 8c + 4 + j in its high one, so each vector lane of the kernel sums
-    one output row. `out` must be a multiple of 16."""
-    packed = torch.empty_like(qweight)
-    for i in range(0, qweight.shape[0], BLOCK_ROWS):
-        block = qweight[i:i + BLOCK_ROWS]
-        out, half = block.shape
-        q = unpack_int4(block).view(out // 16, 16, half // 4, 2, 4)  # [tile, row, 8 inputs, nibble, byte]
-        packed[i:i + BLOCK_ROWS] = (q[..., 0, :] | (q[..., 1, :] << 4)).permute(0, 2, 1, 3).reshape(out, half)
-    return packed
+    one output row. `out` must be a multiple of 16. Repacked in C (`kernels.q4_repack`, which
+    `unpack_rows16` inverts), as only the kernels read this layout."""
+    from baichuan import kernels
+    return kernels.q4_repack(qweight)
 
 
 def unpack_rows16(packed: torch.Tensor) -> torch.Tensor:
