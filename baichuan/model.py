@@ -22,7 +22,7 @@ call `init_weights()`, the one place where parameters get values:
 
     with torch.device("meta"):
         model = Baichuan(cfg)
-    model.to_empty(device="cpu")
+    materialize(model, "cpu")   # model.to_empty(device="cpu"), lighter
     model.init_weights()
 """
 
@@ -255,7 +255,11 @@ class BaichuanModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # left empty, as RMSNorm's weight is: init_weights gives every value. nn.Embedding's own
+        # normal_ init, on the meta device, runs a Python reference that imports dynamo and sympy
+        # (66 MB of RSS and a second of every load).
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size,
+                                         _weight=torch.empty(cfg.vocab_size, cfg.hidden_size))
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -405,13 +409,20 @@ def chunked_lm_loss(hidden, weight, targets, z_loss_weight: float = 0.0, ignore_
     return loss
 
 
+def materialize(model: nn.Module, device) -> nn.Module:
+    """`model.to_empty(device=device)` for a model built on meta, without the Python reference that
+    torch's empty_like takes for a meta tensor (it imports sympy and torch.fx's symbolic shapes:
+    35 MB of RSS in a process that never compiles)."""
+    return model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device))
+
+
 def build(cfg: ModelConfig, device="cpu", dtype=torch.float32, init: bool = True) -> Baichuan:
     """A model on `device` in `dtype`, built on meta (no double allocation); initialized unless
     `init=False` (the caller will load weights)."""
     with torch.device("meta"):
         model = Baichuan(cfg)
     model.to(dtype=dtype)
-    model.to_empty(device=device)
+    materialize(model, device)
     model.tie_weights()
     if init:
         model.init_weights()

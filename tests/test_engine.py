@@ -500,3 +500,18 @@ def test_compiled_sampling_kinds_draw_what_eager_draws(settings, kind, monkeypat
     assert runs[0][0] == kind and runs[1][0] is True
     assert runs[0][1] == runs[1][1]
     assert runs[0][1] == list(generate_ids(model, [4, 5, 6], params))  # and what the eager engine draws
+
+
+def test_eager_decoding_never_imports_the_compiler(tiny_model_dir):
+    """Loading a model and decoding eager leave dynamo, inductor and sympy unimported: 137 MB of
+    RSS (meta-device init and the span's dynamic mark once imported them), and a second of load."""
+    import subprocess
+    import sys
+    code = ("import sys; from baichuan.runtime import load_model_and_tokenizer; "
+            "from baichuan.infer.engine import Engine; from baichuan.infer.sampling import SamplingParams; "
+            f"model, tok = load_model_and_tokenizer({str(tiny_model_dir)!r}); "
+            "out = list(Engine(model, max_batch=2).generate([5, 6, 7], SamplingParams(max_new_tokens=4, temperature=0))); "
+            "print(len(out), sorted(m for m in ('torch._dynamo', 'torch._inductor', 'sympy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "4 []"

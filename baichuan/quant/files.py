@@ -30,7 +30,7 @@ from baichuan.checkpoint import (
 )
 from baichuan.config import GenerationConfig, load_config, to_hf_dict
 from baichuan.errors import BaichuanError
-from baichuan.model import Baichuan
+from baichuan.model import Baichuan, materialize
 from baichuan.runtime import checked_device, default_device, model_dtype
 from baichuan.quant.linear import (
     GROUP_SIZES,
@@ -255,7 +255,7 @@ def load_quantized(model_dir: str | Path, device="cpu", dtype: torch.dtype | Non
     model.to(dtype=dtype)
     quantize(model, "int8" if qc["bits"] == 8 else "int4", qc.get("group_size") or 128, qc["symmetric"],
              lm_head=LM_HEAD in (qc.get("modules") or ()))
-    model.to_empty(device=device)
+    materialize(model, device)
     model.tie_weights()
     load_weights(model, model_dir)
     model.eval()
