@@ -134,9 +134,10 @@ def _zeros(shape: tuple, device, dtype: torch.dtype) -> torch.Tensor:
     and the rounding of a compiled engine's rows cost address space, not RAM (`torch.zeros`
     writes, and so keeps, every page). A tensor of its own per call, never a view of a shared
     buffer: compiled steps take each layer's cache as an input of its own (see KVCache)."""
-    if (torch.device(device) if device is not None else torch.get_default_device()).type != "cpu":
-        return torch.zeros(shape, device=device, dtype=dtype)
     import mmap
+    on_cpu = (torch.device(device) if device is not None else torch.get_default_device()).type == "cpu"
+    if not on_cpu or not hasattr(mmap, "MAP_ANONYMOUS"):  # (Windows' mmap takes no flags)
+        return torch.zeros(shape, device=device, dtype=dtype)
     pages = mmap.mmap(-1, max(1, math.prod(shape)) * dtype.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     return torch.frombuffer(pages, dtype=dtype)[:math.prod(shape)].view(shape)  # keeps `pages` mapped
 
