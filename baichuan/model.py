@@ -29,6 +29,7 @@ call `init_weights()`, the one place where parameters get values:
 from __future__ import annotations
 
 import math
+import mmap
 
 import torch
 import torch.nn as nn
@@ -134,7 +135,6 @@ def _zeros(shape: tuple, device, dtype: torch.dtype) -> torch.Tensor:
     and the rounding of a compiled engine's rows cost address space, not RAM (`torch.zeros`
     writes, and so keeps, every page). A tensor of its own per call, never a view of a shared
     buffer: compiled steps take each layer's cache as an input of its own (see KVCache)."""
-    import mmap
     on_cpu = (torch.device(device) if device is not None else torch.get_default_device()).type == "cpu"
     if not on_cpu or not hasattr(mmap, "MAP_ANONYMOUS"):  # (Windows' mmap takes no flags)
         return torch.zeros(shape, device=device, dtype=dtype)
