@@ -65,17 +65,28 @@ def model_dtype(device, asked: str | torch.dtype | None = None, quantized: bool 
 # compiling removes; above it by weight bandwidth, which compiling does not change. Measured on a
 # 2-vCPU VM, bf16, batch 1: 168M shape (0.34 GB) 20 -> 43 tok/s; 1B shape (2.3 GB) 6.5 -> 6.9.
 COMPILE_BELOW_BYTES = 1 << 30
+# A server, which decodes batches eager and compiles one-row steps only, compiles below this many:
+# the compiler's imports and graphs add about 280 MB to its peak RSS (1B shape, int4, 983 MB of
+# weights, 16 streams: 1574 -> 1854 MB, 1.24x -> 1.46x the weights plus KV cache) and 28 s to
+# its start, for a lone stream at 35 rather than 27.5 tok/s. Smaller models gain 2x, and torch's
+# own 220 MB already outweighs them.
+SERVE_COMPILE_BELOW_BYTES = 512 << 20
 # A one-shot generation compiles only when it is this long: a compile read from inductor's cache
 # takes about 15 s at the 168M shape, which 1024 tokens at 20 -> 43 tok/s win back (51 s -> 39 s).
 COMPILE_FROM_TOKENS = 1024
 
 
-def compile_decode(model, asked: bool | None = None, new_tokens: int | None = None) -> bool:
+def weight_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def compile_decode(model, asked: bool | None = None, new_tokens: int | None = None,
+                   below: int = COMPILE_BELOW_BYTES) -> bool:
     """Whether a command compiles its decode step: `asked` if given; else on a CPU when inductor's
-    CPU backend is there, the weights are small enough to gain (a first compile takes 40-70 s at
-    these sizes, a later run reads inductor's cache: about 15 s) and, for a one-shot generation of
-    `new_tokens`, when it is long enough to win the compile back. On a GPU a command stays eager
-    unless asked: CUDA graphs are compiled per span."""
+    CPU backend is there, the weights are under `below` bytes, small enough to gain (a first
+    compile takes 40-70 s at these sizes, a later run reads inductor's cache: about 15 s) and, for
+    a one-shot generation of `new_tokens`, when it is long enough to win the compile back. On a
+    GPU a command stays eager unless asked: CUDA graphs are compiled per span."""
     if asked is not None:
         return asked
     if new_tokens is not None and new_tokens < COMPILE_FROM_TOKENS:
@@ -84,8 +95,7 @@ def compile_decode(model, asked: bool | None = None, new_tokens: int | None = No
     if weights.device.type != "cpu":
         return False
     from baichuan.infer.cpu import decode_backend_available
-    size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    return size < COMPILE_BELOW_BYTES and decode_backend_available()
+    return weight_bytes(model) < below and decode_backend_available()
 
 
 def release_freed_heap() -> None:

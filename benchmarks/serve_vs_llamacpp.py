@@ -122,7 +122,8 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=64, help="prompt tokens (about)")
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--compile", action="store_true", help="serve ours with --compile")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                    help="serve ours with --compile (every batch size) or --no-compile (eager); default: serve's")
     ap.add_argument("--out", default="out/bench-cpu")
     args = ap.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
@@ -145,8 +146,8 @@ def main() -> None:
                 "--max-batch", str(rows), "--max-len", str(ctx), "--api-key", "bench", "--prefix-cache-mb", "0"]
     if args.precision == "bf16":
         ours_cmd += ["--dtype", "bfloat16"]
-    if args.compile:
-        ours_cmd.append("--compile")
+    if args.compile is not None:
+        ours_cmd.append("--compile" if args.compile else "--no-compile")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     ours = run_side(ours_cmd, f"http://127.0.0.1:{port}", counts, prompts, args.new,
                     {"logit_bias": {str(i): -100 for i in tok.stop_ids}}, env)

@@ -423,15 +423,21 @@ def test_a_chunked_body_is_refused_as_it_arrives(server):
     assert sent[0]["status"] == 413 and len(received) <= 2
 
 
-@pytest.mark.parametrize("flags, compiled, rows", [(["--dtype", "bfloat16"], True, 1), ([], False, None),
-                                                   (["--dtype", "bfloat16", "--no-compile"], False, None)])
-def test_serve_on_a_cpu_compiles_one_row_steps_by_default(tiny_model_dir, monkeypatch, capsys, flags, compiled, rows):
+@pytest.mark.parametrize("flags, compiled, rows, large", [
+    (["--dtype", "bfloat16"], True, 1, False), ([], False, None, False),
+    (["--dtype", "bfloat16", "--no-compile"], False, None, False), (["--dtype", "bfloat16"], False, None, True)])
+def test_serve_on_a_cpu_compiles_one_row_steps_by_default(tiny_model_dir, monkeypatch, capsys, flags, compiled, rows,
+                                                          large):
     """`baichuan serve` of a small bf16 model on a CPU compiles its one-row decode step before it
     listens (greedy and the model's sampling defaults), and says so in its banner; fp32 stays
-    eager (its batches are fastest with column-major weights)."""
+    eager (its batches are fastest with column-major weights), and so does a model of
+    SERVE_COMPILE_BELOW_BYTES or more (`large`: the bound lowered under the tiny model)."""
     import uvicorn
 
+    from baichuan import runtime
     from baichuan.cli import main
+    if large:
+        monkeypatch.setattr(runtime, "SERVE_COMPILE_BELOW_BYTES", 1)
     from baichuan.infer.engine import Engine
     seen = {}
     monkeypatch.setattr(Engine, "start", lambda self: seen.setdefault("engine", self) and None)

@@ -209,7 +209,7 @@ def add_serve_arguments(p) -> None:
                         "default 512)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="compile the decode step for every batch size before serving starts (CUDA graphs on GPUs); "
-                        "default: on a CPU for bf16/int8/int4 models under 1 GB, one-row steps only (greedy and "
+                        "default: on a CPU for bf16/int8/int4 models under 512 MB, one-row steps only (greedy and "
                         "the model's sampling defaults; batches decode eager); --no-compile: eager")
     p.add_argument("--index", help="a document index (`baichuan index DIR`): enables POST /v1/ask and "
                                    "document search in the web chat")

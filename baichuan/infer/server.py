@@ -453,7 +453,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
           prefix_cache_mb: int = 512) -> None:
     """Serve a model directory. `compile`: True compiles the decode step for every row count and
     sampling kind before serving (CUDA graphs on a GPU); None (the default) compiles on a CPU where
-    `runtime.compile_decode` says it pays, for one-row steps only (a lone stream is bound by
+    `runtime.compile_decode` says it pays and the weights are under `SERVE_COMPILE_BELOW_BYTES`
+    (512 MB: above, the compiler's memory outweighs the gain), for one-row steps only (a lone stream is bound by
     per-operator overhead, which compiling removes; batches amortize it eager), warmed for greedy
     decoding and the model's own sampling defaults: two graphs, not one per row count and kind."""
     try:
@@ -462,7 +463,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
         raise BaichuanError("serving needs FastAPI and uvicorn: pip install 'baichuan[serve]'") from None
     _check_listen(host, port)  # before the model loads: a busy port is known in a second, not a minute
     from baichuan.config import load_generation_config
-    from baichuan.runtime import load_model_and_tokenizer, ready_engine
+    from baichuan.runtime import SERVE_COMPILE_BELOW_BYTES, load_model_and_tokenizer, ready_engine, weight_bytes
     model, tok = load_model_and_tokenizer(model_dir, device, dtype)
     generation = load_generation_config(model_dir)
     index = None
@@ -474,6 +475,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, api_key: st
     asked = compile
     if asked is None and next(model.parameters()).dtype == torch.float32:
         asked = False  # fp32 batches decode fastest eager with column-major weights, which compiled steps cannot share
+    if asked is None and weight_bytes(model) >= SERVE_COMPILE_BELOW_BYTES:
+        asked = False  # the compiler's memory outweighs what one-row steps gain (runtime.py)
     engine = ready_engine(model, asked, None if compile else defaults, print, max_batch=max_batch, max_len=max_len,
                           prefix_cache_bytes=prefix_cache_mb << 20, compiled_rows=None if compile else 1)
     cfg = ServerConfig(model_name=model_name or Path(model_dir).resolve().name, api_key=api_key, max_queue=max_queue)
