@@ -70,12 +70,10 @@ def _rotate_half(x):
 
 
 def apply_rope(x, cos, sin, fp32: bool):
-    """x rotated by the tables: fp32 ones for `fp32` (Baichuan2-7B: rotate in fp32, cast back, spec
-    §3.2), else tables already in x's dtype (Baichuan-7B / HF-LLaMA: in the activation dtype, cast
-    once per forward rather than per layer)."""
-    if fp32:
+    if fp32:  # Baichuan2-7B: rotate in fp32, cast back (spec §3.2)
         xf = x.float()
         return (xf * cos + _rotate_half(xf) * sin).to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # Baichuan-7B / HF-LLaMA: in the activation dtype
     return x * cos + _rotate_half(x) * sin
 
 
@@ -281,8 +279,6 @@ class BaichuanModel(nn.Module):
         rope = None
         if cfg.position == "rope":
             rope = rope_tables(slots if position_ids is None else position_ids, cfg.head_dim, cfg.rope_theta)
-            if not cfg.rope_fp32:
-                rope = tuple(t.to(x.dtype) for t in rope)
         mask, is_causal = attention_mask(cfg, slots, S, key_mask, x.dtype, cached=cache is not None, segments=segments)
         for layer in self.layers:
             x = layer(x, rope, mask, is_causal, cache, slots)
