@@ -80,13 +80,12 @@ def weight_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def compile_decode(model, asked: bool | None = None, new_tokens: int | None = None,
-                   below: int = COMPILE_BELOW_BYTES) -> bool:
+def compile_decode(model, asked: bool | None = None, new_tokens: int | None = None) -> bool:
     """Whether a command compiles its decode step: `asked` if given; else on a CPU when inductor's
-    CPU backend is there, the weights are under `below` bytes, small enough to gain (a first
-    compile takes 40-70 s at these sizes, a later run reads inductor's cache: about 15 s) and, for
-    a one-shot generation of `new_tokens`, when it is long enough to win the compile back. On a
-    GPU a command stays eager unless asked: CUDA graphs are compiled per span."""
+    CPU backend is there, the weights are small enough to gain (a first compile takes 40-70 s at
+    these sizes, a later run reads inductor's cache: about 15 s) and, for a one-shot generation of
+    `new_tokens`, when it is long enough to win the compile back. On a GPU a command stays eager
+    unless asked: CUDA graphs are compiled per span."""
     if asked is not None:
         return asked
     if new_tokens is not None and new_tokens < COMPILE_FROM_TOKENS:
@@ -95,7 +94,7 @@ def compile_decode(model, asked: bool | None = None, new_tokens: int | None = No
     if weights.device.type != "cpu":
         return False
     from baichuan.infer.cpu import decode_backend_available
-    return weight_bytes(model) < below and decode_backend_available()
+    return weight_bytes(model) < COMPILE_BELOW_BYTES and decode_backend_available()
 
 
 def release_freed_heap() -> None:
